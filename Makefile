@@ -1,0 +1,43 @@
+# The two commands README promises: `make run` and `make test`. Both bootstrap .venv.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck unit functional integration bench conformance clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e '.[test,clients]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/allotment serve $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+functional: $(STAMP)
+	$(BIN)/pytest tests/functional $(PYTEST_ARGS)
+
+integration: $(STAMP)
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+conformance: $(STAMP)
+	../shared/tools/conformance.sh $(ARGS)
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,174 @@
+"""The application factory: builds the services from settings and assembles both HTTP APIs.
+
+``/`` and below: the Placement API. ``/scheduler/v1`` (configurable): the scheduler API.
+Every request passes the context middleware first (request id, authentication).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.datastructures import State
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from allotment import errors
+from allotment.auth.base import Authenticator
+from allotment.auth.middleware import ContextMiddleware
+from allotment.auth.noauth import NoAuth
+from allotment.auth.tokens import TokenAuth, TokenStore
+from allotment.config import Settings
+from allotment.placement.api.middleware import MicroversionMiddleware
+from allotment.placement.api.routes import build_router
+from allotment.placement.service import PlacementService
+from allotment.placement.store import migrate
+from allotment.placement.store.db import Database
+from allotment.web import error_response
+
+LOG = logging.getLogger(__name__)
+SETTINGS_ENV = "ALLOTMENT_SETTINGS_JSON"
+
+
+@dataclass
+class Services:
+    """Everything one process runs, built once from settings."""
+
+    settings: Settings
+    db: Database
+    placement: PlacementService
+    authenticator: Authenticator
+    tokens: TokenStore | None = None
+    background: list[Any] = field(default_factory=list)
+
+    def start(self) -> None:
+        for task in self.background:
+            task.start()
+
+    def stop(self) -> None:
+        for task in reversed(self.background):
+            task.stop()
+        self.db.dispose()
+
+
+def build_services(settings: Settings) -> Services:
+    db = Database(
+        settings.database_url,
+        pool_size=settings.database.pool_size,
+        sqlite_synchronous=settings.database.sqlite_synchronous,
+        write_retries=settings.database.write_retries,
+        echo=settings.database.echo,
+    )
+    migrate.prepare(db)
+    placement = PlacementService(db)
+    placement.catalog.sync_standard()
+    tokens: TokenStore | None = None
+    authenticator: Authenticator
+    if settings.server.auth == "noauth":
+        authenticator = NoAuth()
+    else:
+        tokens = TokenStore(db)
+        authenticator = TokenAuth(tokens)
+    return Services(
+        settings=settings, db=db, placement=placement, authenticator=authenticator, tokens=tokens
+    )
+
+
+class ErrorMiddleware:
+    """Unexpected exceptions become a logged, JSON-shaped 500 instead of a bare text page."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def tracking_send(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            if scope["type"] != "http" or started:
+                raise
+            LOG.error(
+                "unhandled error on %s %s\n%s",
+                scope["method"],
+                scope["path"],
+                traceback.format_exc(),
+            )
+            ctx = scope.get("state", {}).get("context")
+            response = error_response(
+                errors.AllotmentError("An unexpected error occurred; it has been logged."),
+                request_id=ctx.request_id if ctx else "-",
+                with_code=True,
+            )
+            response.status_code = 500
+            await response(scope, receive, send)
+
+
+class AllotmentApp:
+    """The top-level ASGI application: lifespan, then context and error middleware, then
+    the scheduler API under its prefix and the Placement API everywhere else.
+
+    Deliberately not a framework application object: every request pays for each layer,
+    and these are the only layers there are.
+    """
+
+    def __init__(self, services: Services, placement: ASGIApp, scheduler: ASGIApp | None) -> None:
+        self.services = services
+        self.state = State()
+        self.state.services = services
+        self.state.placement = services.placement
+        self.state.settings = services.settings
+        self.prefix = services.settings.server.scheduler_prefix.rstrip("/")
+        self._scheduler = scheduler
+        self._placement = placement
+        self._handler = ContextMiddleware(ErrorMiddleware(self._dispatch), services.authenticator)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        if self._scheduler is not None and (
+            path == self.prefix or path.startswith(self.prefix + "/")
+        ):
+            await self._scheduler(scope, receive, send)
+        else:
+            await self._placement(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    self.services.start()
+                except Exception as exc:
+                    LOG.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.services.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        scope["app"] = self
+        await self._handler(scope, receive, send)
+
+
+def create_app(services: Services) -> AllotmentApp:
+    return AllotmentApp(services, MicroversionMiddleware(build_router()), scheduler=None)
+
+
+def app_from_env() -> AllotmentApp:
+    """Factory for multi-worker servers: each worker process rebuilds from serialized settings."""
+    settings = Settings.model_validate_json(os.environ[SETTINGS_ENV])
+    return create_app(build_services(settings))

@@ -1,0 +1,66 @@
+"""ASGI middleware that gives every request its id and its authenticated context."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from allotment import errors
+from allotment.auth.base import Authenticator
+from allotment.context import RequestContext, new_request_id
+from allotment.log import REQUEST_ID
+from allotment.web import error_response
+
+REQUEST_ID_HEADERS = (b"x-openstack-request-id", b"openstack-request-id")
+
+
+def public_root(scope: Scope) -> bool:
+    """``GET /`` (the version document) needs no credentials, as upstream."""
+    return scope["path"] in ("/", "")
+
+
+class ContextMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        authenticator: Authenticator,
+        is_public: Callable[[Scope], bool] = public_root,
+    ) -> None:
+        self.app = app
+        self.authenticator = authenticator
+        self.is_public = is_public
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = new_request_id()
+        rid = request_id.encode("ascii")
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        ctx = self.authenticator.authenticate(headers, request_id)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [
+                    *message.get("headers", []),
+                    *((name, rid) for name in REQUEST_ID_HEADERS),
+                ]
+            await send(message)
+
+        token = REQUEST_ID.set(request_id)
+        try:
+            if ctx is None:
+                if not self.is_public(scope):
+                    response = error_response(
+                        errors.Unauthorized("Authentication required: send a valid X-Auth-Token."),
+                        request_id=request_id,
+                        with_code=True,
+                    )
+                    await response(scope, receive, send_with_id)
+                    return
+                ctx = RequestContext(request_id=request_id)
+            scope.setdefault("state", {})["context"] = ctx
+            await self.app(scope, receive, send_with_id)
+        finally:
+            REQUEST_ID.reset(token)

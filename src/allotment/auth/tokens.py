@@ -1,0 +1,159 @@
+"""Token authentication: opaque random tokens, stored only as SHA-256 hashes in SQL.
+
+A bootstrap admin token is created on first start and written to a 0600 file in the
+state directory. ``allotment token create`` makes more (e.g. a ``service`` token for
+compute hosts and the scheduler). Verified tokens are cached briefly in memory so a
+request does not cost a query; revocation takes effect within ``CACHE_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from allotment.auth.base import TOKEN_HEADER
+from allotment.context import RequestContext
+from allotment.placement.store.db import AnyRow, Database, utcnow
+from allotment.placement.store.tables import auth_tokens
+
+LOG = logging.getLogger(__name__)
+CACHE_SECONDS = 10.0
+BOOTSTRAP_NAME = "bootstrap-admin"
+KNOWN_ROLES = ("admin", "service", "reader", "member")
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    name: str
+    user_id: str
+    project_id: str | None
+    roles: frozenset[str]
+    expires_at: datetime | None
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class TokenStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._cache: dict[str, tuple[float, TokenRecord | None]] = {}
+        self._lock = threading.Lock()
+
+    def create(
+        self,
+        name: str,
+        roles: list[str],
+        *,
+        user_id: str | None = None,
+        project_id: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> str:
+        """Create a token and return it; only its hash is stored."""
+        unknown = sorted(set(roles) - set(KNOWN_ROLES))
+        if unknown or not roles:
+            raise ValueError(f"roles must be some of {', '.join(KNOWN_ROLES)}; got {roles}")
+        token = secrets.token_urlsafe(32)
+        with self.db.write() as conn:
+            conn.execute(
+                auth_tokens.insert().values(
+                    token_hash=_digest(token),
+                    name=name,
+                    user_id=user_id or name,
+                    project_id=project_id,
+                    roles=",".join(sorted(set(roles))),
+                    created_at=utcnow(),
+                    expires_at=expires_at,
+                )
+            )
+        return token
+
+    def revoke(self, name: str) -> int:
+        with self.db.write() as conn:
+            count = conn.execute(auth_tokens.delete().where(auth_tokens.c.name == name)).rowcount
+        with self._lock:
+            self._cache.clear()
+        return count
+
+    def list(self) -> list[TokenRecord]:
+        with self.db.read() as conn:
+            rows = conn.execute(sa.select(auth_tokens).order_by(auth_tokens.c.id)).all()
+        return [self._record(row) for row in rows]
+
+    @staticmethod
+    def _record(row: AnyRow) -> TokenRecord:
+        m = row._mapping
+        return TokenRecord(
+            name=m["name"],
+            user_id=m["user_id"],
+            project_id=m["project_id"],
+            roles=frozenset(filter(None, m["roles"].split(","))),
+            expires_at=m["expires_at"],
+        )
+
+    def lookup(self, token: str) -> TokenRecord | None:
+        digest = _digest(token)
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(digest)
+        if cached is not None and cached[0] > now:
+            record = cached[1]
+        else:
+            with self.db.read() as conn:
+                row = conn.execute(
+                    sa.select(auth_tokens).where(auth_tokens.c.token_hash == digest)
+                ).first()
+            record = None if row is None else self._record(row)
+            with self._lock:
+                if len(self._cache) > 10000:
+                    self._cache.clear()
+                self._cache[digest] = (now + CACHE_SECONDS, record)
+        if record is not None and record.expires_at is not None and record.expires_at < utcnow():
+            return None
+        return record
+
+    def ensure_bootstrap(self, state_dir: Path) -> Path:
+        """Create the bootstrap admin token once; return the file that holds it."""
+        path = state_dir / "admin-token"
+        if path.exists():
+            return path
+        state_dir.mkdir(parents=True, exist_ok=True)
+        # Replace any previous bootstrap token whose file was lost.
+        self.revoke(BOOTSTRAP_NAME)
+        token = self.create(BOOTSTRAP_NAME, ["admin"], user_id="admin", project_id="admin")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(token + "\n")
+        return path
+
+
+class TokenAuth:
+    name = "token"
+
+    def __init__(self, store: TokenStore) -> None:
+        self.store = store
+
+    def authenticate(self, headers: Mapping[str, str], request_id: str) -> RequestContext | None:
+        token = headers.get(TOKEN_HEADER)
+        if not token:
+            return None
+        record = self.store.lookup(token)
+        if record is None:
+            return None
+        return RequestContext(
+            user_id=record.user_id,
+            project_id=record.project_id,
+            roles=record.roles,
+            request_id=request_id,
+        )

@@ -1,0 +1,162 @@
+"""The ``allotment`` command: ``serve``, ``db upgrade``, ``token create|list|revoke``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from allotment import __version__, log
+from allotment.config import Settings, load_settings
+from allotment.errors import ConfigError
+
+LOG = logging.getLogger("allotment")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    parser.add_argument("--database-url", metavar="URL", help="SQLAlchemy database URL")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="allotment", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"allotment {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the Placement and scheduler APIs")
+    _common(serve)
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8778)")
+    serve.add_argument("--workers", type=int, help="worker processes (default 1)")
+    serve.add_argument("--auth", choices=["token", "noauth"], help="authentication (default token)")
+    serve.add_argument("--state-dir", help="folder for the default database and the admin token")
+
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_sub.add_parser("upgrade", help="run schema migrations up to the latest")
+    _common(upgrade)
+
+    token = sub.add_parser("token", help="API tokens (for --auth token)")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    create = token_sub.add_parser("create", help="create a token and print it once")
+    _common(create)
+    create.add_argument("name", help="a name to recognise the token by")
+    create.add_argument(
+        "--role", action="append", required=True, choices=["admin", "service", "reader", "member"]
+    )
+    create.add_argument("--project", help="project id the token is scoped to")
+    create.add_argument("--user", help="user id (default: the name)")
+    for name, text in (("list", "list tokens (never their values)"), ("revoke", "revoke by name")):
+        cmd = token_sub.add_parser(name, help=text)
+        _common(cmd)
+        if name == "revoke":
+            cmd.add_argument("name")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    server: dict[str, Any] = {}
+    for key in ("host", "port", "workers", "auth", "state_dir"):
+        value = getattr(args, key, None)
+        if value is not None:
+            server[key] = value
+    database = {"url": args.database_url} if getattr(args, "database_url", None) else {}
+    return load_settings(args.config, {"server": server, "database": database})
+
+
+def _serve(settings: Settings) -> int:
+    import uvicorn
+
+    from allotment.app import SETTINGS_ENV, build_services, create_app
+
+    services = build_services(settings)
+    if settings.server.auth == "noauth":
+        LOG.warning(
+            'AUTHENTICATION IS OFF (--auth noauth): any caller presenting the token "admin" '
+            "is an administrator. Use this only for local development and conformance runs."
+        )
+    elif services.tokens is not None:
+        path = services.tokens.ensure_bootstrap(settings.server.state_dir)
+        LOG.info("bootstrap admin token: %s (mode 0600)", path.resolve())
+    LOG.info(
+        "allotment %s serving on http://%s:%d (database: %s)",
+        __version__,
+        settings.server.host,
+        settings.server.port,
+        log.redact(services.db.url),
+    )
+    options: dict[str, Any] = {
+        "host": settings.server.host,
+        "port": settings.server.port,
+        "log_config": None,
+        "access_log": settings.logging.access_log,
+        "server_header": False,
+        "timeout_graceful_shutdown": 10,
+    }
+    if settings.server.workers > 1:
+        services.stop()
+        os.environ[SETTINGS_ENV] = settings.model_dump_json()
+        uvicorn.run(
+            "allotment.app:app_from_env", factory=True, workers=settings.server.workers, **options
+        )
+    else:
+        uvicorn.run(create_app(services), **options)
+    return 0
+
+
+def _db_upgrade(settings: Settings) -> int:
+    from allotment.placement.store import migrate
+    from allotment.placement.store.db import Database
+
+    db = Database(settings.database_url)
+    migrate.upgrade(db)
+    LOG.info("database schema is at revision %s", migrate.current_revision(db))
+    db.dispose()
+    return 0
+
+
+def _token(args: argparse.Namespace, settings: Settings) -> int:
+    from allotment.auth.tokens import TokenStore
+    from allotment.placement.store import migrate
+    from allotment.placement.store.db import Database
+
+    db = Database(settings.database_url)
+    migrate.prepare(db)
+    store = TokenStore(db)
+    if args.token_command == "create":
+        token = store.create(args.name, args.role, user_id=args.user, project_id=args.project)
+        print(token)
+    elif args.token_command == "list":
+        for record in store.list():
+            roles = ",".join(sorted(record.roles))
+            print(
+                f"{record.name}\tuser={record.user_id}\tproject={record.project_id}\troles={roles}"
+            )
+    else:
+        if not store.revoke(args.name):
+            print(f"no token named {args.name}", file=sys.stderr)
+            return 1
+    db.dispose()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+        log.setup(settings.logging.level)
+        if args.command == "serve":
+            return _serve(settings)
+        if args.command == "db":
+            return _db_upgrade(settings)
+        return _token(args, settings)
+    except ConfigError as exc:
+        print(f"allotment: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

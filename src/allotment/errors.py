@@ -1,0 +1,117 @@
+"""Domain exceptions, raised by the service layers and mapped to HTTP once in the API layer.
+
+Each exception carries a human message (what was wrong and, where useful, how to fix it) and
+a stable error ``code``; the Placement codes are the ones upstream clients switch on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Placement error codes (the strings clients match on, as upstream defines them).
+DEFAULT_CODE = "placement.undefined_code"
+INVENTORY_INUSE = "placement.inventory.inuse"
+CONCURRENT_UPDATE = "placement.concurrent_update"
+DUPLICATE_NAME = "placement.duplicate_name"
+PROVIDER_IN_USE = "placement.resource_provider.inuse"
+PROVIDER_CANNOT_DELETE_PARENT = "placement.resource_provider.cannot_delete_parent"
+RESOURCE_PROVIDER_NOT_FOUND = "placement.resource_provider.not_found"
+ILLEGAL_DUPLICATE_QUERYPARAM = "placement.query.duplicate_key"
+QUERYPARAM_BAD_VALUE = "placement.query.bad_value"
+QUERYPARAM_MISSING_VALUE = "placement.query.missing_value"
+
+# allotment's own codes.
+NO_VALID_HOST = "allotment.no_valid_host"
+PLACEMENT_UNAVAILABLE = "allotment.placement_unavailable"
+
+
+class AllotmentError(Exception):
+    """Base of every error a caller may see; ``message`` is safe to show to the caller."""
+
+    code: str = DEFAULT_CODE
+
+    def __init__(self, message: str, *, code: str | None = None, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        # Additional top-level members of the error object (e.g. an explanation).
+        self.extra: dict[str, Any] = extra
+
+
+class InvalidInput(AllotmentError):
+    """The request is malformed or asks for something impossible (HTTP 400)."""
+
+
+class NotFound(AllotmentError):
+    """A named object does not exist (HTTP 404)."""
+
+
+class Conflict(AllotmentError):
+    """The request conflicts with the current state (HTTP 409); nothing was written."""
+
+
+class ConcurrentUpdate(Conflict):
+    """A generation check failed: somebody else changed the object first (HTTP 409)."""
+
+    code = CONCURRENT_UPDATE
+
+
+class DuplicateName(Conflict):
+    code = DUPLICATE_NAME
+
+
+class InventoryInUse(Conflict):
+    code = INVENTORY_INUSE
+
+
+class ProviderInUse(Conflict):
+    code = PROVIDER_IN_USE
+
+
+class CannotDeleteParent(Conflict):
+    code = PROVIDER_CANNOT_DELETE_PARENT
+
+
+class Unauthorized(AllotmentError):
+    """No valid credentials (HTTP 401)."""
+
+
+class Forbidden(AllotmentError):
+    """Valid credentials that policy does not allow for this action (HTTP 403)."""
+
+
+class NotAcceptable(AllotmentError):
+    """The requested microversion or representation is not available (HTTP 406)."""
+
+
+class UnsupportedMediaType(AllotmentError):
+    """The request body is not JSON (HTTP 415)."""
+
+    def __init__(self, message: str, media_type: str) -> None:
+        super().__init__(message)
+        self.media_type = media_type
+
+
+class MethodNotAllowed(AllotmentError):
+    """The path exists but not for this method (HTTP 405)."""
+
+    def __init__(self, message: str, allowed: list[str]) -> None:
+        super().__init__(message)
+        self.allowed = allowed
+
+
+class NoValidHost(Conflict):
+    """The scheduler found no host; ``extra['explanation']`` says which stage removed what."""
+
+    code = NO_VALID_HOST
+
+
+class ServiceUnavailable(AllotmentError):
+    """A dependency (e.g. a remote Placement) cannot be reached (HTTP 503)."""
+
+    code = PLACEMENT_UNAVAILABLE
+
+
+class ConfigError(Exception):
+    """Configuration is invalid; the message lists what to fix. Raised only at start-up."""

@@ -1,0 +1,51 @@
+"""Logging set-up: every line carries the request id; tokens and credentials never appear.
+
+The request id lives in a context variable set by the request middleware, so code deep in
+the service layers logs it without passing it around.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import re
+import sys
+
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+# Credentials in URLs ("postgresql://user:secret@host") and token-looking header values.
+_SECRET_PATTERNS = [
+    (re.compile(r"(://[^:/@\s]+:)[^@\s]+(@)"), r"\1***\2"),
+    (re.compile(r"(?i)(x-auth-token['\"]?\s*[:=]\s*['\"]?)[^'\"\s,}]+"), r"\1***"),
+    (re.compile(r"(?i)(password['\"]?\s*[:=]\s*['\"]?)[^'\"\s,}]+"), r"\1***"),
+]
+
+
+def redact(text: str) -> str:
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = REQUEST_ID.get()
+        return True
+
+
+class RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+
+
+def setup(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(RedactingFormatter(FORMAT))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("uvicorn.access", "alembic"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -1,0 +1,1 @@
+"""Placement: the resource ledger (providers, inventories, traits, aggregates, allocations)."""

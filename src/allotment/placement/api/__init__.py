@@ -1,0 +1,1 @@
+"""The Placement HTTP API: routing, microversions, error bodies; one module per resource."""

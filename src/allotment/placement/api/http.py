@@ -1,0 +1,149 @@
+"""HTTP plumbing shared by every Placement handler: the request wrapper, the handler
+decorator, JSON responses, upstream-compatible error bodies and Last-Modified handling.
+
+Handlers are plain synchronous functions ``(PlacementRequest) -> Response``: the SQL and
+index work they do is short and CPU-bound, so running them inline on the event loop is
+cheaper than a thread hop; parallelism comes from more worker processes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from allotment import errors
+from allotment.auth import authorize
+from allotment.context import RequestContext
+from allotment.placement.api import microversion
+from allotment.placement.api.microversion import Microversion
+from allotment.placement.schemas import Schema
+from allotment.web import JSON, dumps, error_response, http_date, status_of
+
+LOG = logging.getLogger(__name__)
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+ERROR_CODE_MINOR = 23  # error bodies carry "code" from 1.23
+LAST_MODIFIED_MINOR = 15  # last-modified and cache-control from 1.15
+
+
+def newest(times: Iterable[datetime | None]) -> datetime:
+    """The latest of some timestamps, or now when there are none (upstream's rule)."""
+    known = [t for t in times if t is not None]
+    return max(known) if known else datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+
+
+class PlacementRequest:
+    """What a handler sees: context, microversion, path and query parameters, body."""
+
+    __slots__ = ("_query", "body", "context", "method", "mv", "path_params", "raw", "service")
+
+    def __init__(self, raw: Request, body: bytes) -> None:
+        self.raw = raw
+        self.body = body
+        self.method: str = raw.scope["method"]
+        state = raw.scope["state"]
+        self.context: RequestContext = state["context"]
+        self.mv: Microversion = state["microversion"]
+        self.path_params: dict[str, str] = raw.scope.get("path_params", {})
+        self.service = raw.app.state.placement
+        self._query: list[tuple[str, str]] | None = None
+
+    @property
+    def query(self) -> list[tuple[str, str]]:
+        """Query parameters in order, repeated keys kept."""
+        if self._query is None:
+            self._query = parse_qsl(
+                self.raw.scope["query_string"].decode("latin-1"), keep_blank_values=True
+            )
+        return self._query
+
+    def query_values(self, name: str) -> list[str]:
+        return [value for key, value in self.query if key == name]
+
+    def query_dict(self) -> dict[str, str]:
+        """Last value wins, as upstream's schema checks see the query."""
+        return dict(self.query)
+
+    def authorize(self, rule: str, target: dict[str, str] | None = None) -> None:
+        authorize(self.context, rule, target)
+
+    def json(self, schema: Schema | None = None) -> Any:
+        """The JSON body, checked for content type, syntax and ``schema``."""
+        content_type = self.raw.headers.get("content-type", "")
+        media_type = content_type.split(";", 1)[0].strip().lower()
+        if media_type != JSON:
+            shown = media_type or "None"
+            raise errors.UnsupportedMediaType(
+                f"The media type {shown} is not supported, use {JSON}", shown
+            )
+        try:
+            data = orjson.loads(self.body)
+        except orjson.JSONDecodeError:
+            try:  # the standard library's wording is upstream's
+                data = json.loads(self.body)
+            except ValueError as exc:
+                raise errors.InvalidInput(f"Malformed JSON: {exc}") from None
+        if schema is not None:
+            schema.validate(data)
+        return data
+
+    @property
+    def wants_last_modified(self) -> bool:
+        return self.mv.at_least(LAST_MODIFIED_MINOR)
+
+    def respond(
+        self,
+        data: Any = None,
+        status: int = 200,
+        *,
+        last_modified: datetime | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        """A JSON response (or an empty one for ``data=None``) with upstream's cache headers."""
+        out = dict(headers or {})
+        if last_modified is not None and self.wants_last_modified:
+            out["last-modified"] = http_date(last_modified)
+            out["cache-control"] = "no-cache"
+        if data is None:
+            return Response(None, status, out)
+        return Response(dumps(data), status, out, JSON)
+
+
+Handler = Callable[[PlacementRequest], Response]
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def endpoint(handler: Handler) -> Endpoint:
+    """Adapt a synchronous handler to Starlette and map domain errors to HTTP once."""
+
+    async def run(request: Request) -> Response:
+        body = await request.body() if request.scope["method"] in BODY_METHODS else b""
+        req = PlacementRequest(request, body)
+        try:
+            return handler(req)
+        except errors.AllotmentError as exc:
+            if status_of(exc) >= 500:
+                LOG.error("%s %s failed: %s", req.method, request.url.path, exc.message)
+            return error_response(
+                exc,
+                request_id=req.context.request_id,
+                with_code=req.mv.at_least(ERROR_CODE_MINOR),
+                method=req.method,
+                content_type=getattr(exc, "media_type", ""),
+            )
+
+    run.__name__ = handler.__name__
+    run.__doc__ = handler.__doc__
+    return run
+
+
+def mv_or_min(scope: MutableMapping[str, Any]) -> Microversion:
+    version = scope.get("state", {}).get("microversion")
+    return version if isinstance(version, Microversion) else microversion.MIN

@@ -1,0 +1,92 @@
+"""/resource_providers and /resource_providers/{uuid}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import Response
+
+from allotment.placement.api.http import PlacementRequest, newest
+from allotment.placement.model import Provider
+from allotment.placement.schemas import resource_provider as schemas
+from allotment.placement.service import UNSET
+
+
+def provider_url(uuid: str) -> str:
+    return f"/resource_providers/{uuid}"
+
+
+def _links(req: PlacementRequest, provider: Provider) -> list[dict[str, str]]:
+    url = provider_url(provider.uuid)
+    rels = ["inventories", "usages"]
+    if req.mv.at_least(1):
+        rels.append("aggregates")
+    if req.mv.at_least(6):
+        rels.append("traits")
+    if req.mv.at_least(11):
+        rels.append("allocations")
+    return [{"rel": "self", "href": url}] + [{"rel": r, "href": f"{url}/{r}"} for r in rels]
+
+
+def serialize(req: PlacementRequest, provider: Provider) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "uuid": provider.uuid,
+        "name": provider.name,
+        "generation": provider.generation,
+        "links": _links(req, provider),
+    }
+    if req.mv.at_least(14):
+        data["parent_provider_uuid"] = provider.parent_uuid
+        data["root_provider_uuid"] = provider.root_uuid
+    return data
+
+
+def create_resource_provider(req: PlacementRequest) -> Response:
+    req.authorize("placement:resource_providers:create")
+    data = req.json(schemas.POST_1_14 if req.mv.at_least(14) else schemas.POST)
+    provider = req.service.create_provider(
+        name=data["name"], uuid=data.get("uuid"), parent_uuid=data.get("parent_provider_uuid")
+    )
+    location = {"location": provider_url(provider.uuid)}
+    if req.mv.at_least(20):
+        return req.respond(
+            serialize(req, provider), last_modified=provider.modified, headers=location
+        )
+    return req.respond(None, 201, headers=location)
+
+
+def get_resource_provider(req: PlacementRequest) -> Response:
+    req.authorize("placement:resource_providers:show")
+    provider = req.service.get_provider(req.path_params["uuid"])
+    return req.respond(serialize(req, provider), last_modified=provider.modified)
+
+
+def list_resource_providers(req: PlacementRequest) -> Response:
+    req.authorize("placement:resource_providers:list")
+    schemas.list_query(req.mv.minor).validate(req.query_dict())
+    query = req.query_dict()
+    found = req.service.list_providers(
+        name=query.get("name"), uuid=query.get("uuid"), in_tree=query.get("in_tree")
+    )
+    body = {"resource_providers": [serialize(req, p) for p in found]}
+    return req.respond(body, last_modified=newest(p.modified for p in found))
+
+
+def update_resource_provider(req: PlacementRequest) -> Response:
+    req.authorize("placement:resource_providers:update")
+    uuid = req.path_params["uuid"]
+    req.service.get_provider(uuid)  # 404 before body errors, as upstream
+    data = req.json(schemas.PUT_1_14 if req.mv.at_least(14) else schemas.PUT)
+    provider = req.service.update_provider(
+        uuid,
+        name=data["name"],
+        parent_uuid=data.get("parent_provider_uuid", UNSET),
+        allow_reparenting=req.mv.at_least(37),
+    )
+    return req.respond(serialize(req, provider), last_modified=provider.modified)
+
+
+def delete_resource_provider(req: PlacementRequest) -> Response:
+    req.authorize("placement:resource_providers:delete")
+    req.service.delete_provider(req.path_params["uuid"])
+    return req.respond(None, 204)

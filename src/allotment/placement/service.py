@@ -1,0 +1,219 @@
+"""The Placement domain operations. The HTTP API calls these; so does the scheduler when
+placement is embedded in the same process.
+
+Every write runs in one SQL transaction (``_write``), appends to the change log in that
+transaction, and after commit tells the in-process listeners (the capacity index) exactly
+which providers changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid as uuidlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from allotment import errors
+from allotment.placement.model import Provider
+from allotment.placement.store import changes
+from allotment.placement.store import providers as provider_store
+from allotment.placement.store.catalog import Catalog
+from allotment.placement.store.db import Database, utcnow
+
+LOG = logging.getLogger(__name__)
+T = TypeVar("T")
+
+UNSET: Any = object()  # "the caller did not send this field" (differs from an explicit null)
+
+
+@dataclass
+class WriteTxn:
+    """One write transaction: its connection, its clock, and what it changed."""
+
+    conn: Connection
+    now: datetime
+    touched: set[int] = field(default_factory=set)
+    scope: str = changes.SCOPE_PROVIDERS
+    # Facts a listener can apply without reading SQL again (e.g. usage deltas), by topic.
+    notes: dict[str, Any] = field(default_factory=dict)
+    seq: int = 0
+
+    def touch(self, *provider_ids: int) -> None:
+        self.touched.update(provider_ids)
+
+
+Listener = Callable[[WriteTxn], None]
+
+
+class PlacementService:
+    def __init__(self, db: Database, catalog: Catalog | None = None) -> None:
+        self.db = db
+        self.catalog = catalog or Catalog(db)
+        self._listeners: list[Listener] = []
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener`` after every committed write of this process."""
+        self._listeners.append(listener)
+
+    def _write(self, work: Callable[[WriteTxn], T], *, retries: int = 0) -> T:
+        """Run ``work`` in one write transaction that records the change; notify after commit."""
+        holder: list[WriteTxn] = []
+
+        def run(conn: Connection) -> T:
+            txn = WriteTxn(conn=conn, now=utcnow())
+            holder[:] = [txn]
+            result = work(txn)
+            if txn.touched or txn.scope != changes.SCOPE_PROVIDERS:
+                txn.seq = changes.record(conn, txn.touched, txn.scope)
+            return result
+
+        result = self.db.transaction(run, retries=retries)
+        txn = holder[0]
+        for listener in self._listeners:
+            try:
+                listener(txn)
+            except Exception:  # a listener bug must not turn a committed write into a 500
+                LOG.exception("change listener failed; the index will catch up by polling")
+        return result
+
+    # -- resource providers ---------------------------------------------------------------
+
+    def get_provider(self, uuid: str) -> Provider:
+        with self.db.read() as conn:
+            return provider_store.require(conn, uuid)
+
+    def list_providers(
+        self, *, name: str | None = None, uuid: str | None = None, in_tree: str | None = None
+    ) -> list[Provider]:
+        with self.db.read() as conn:
+            root_id = None
+            if in_tree is not None:
+                anchor = provider_store.get_by_uuid(conn, in_tree)
+                if anchor is None:
+                    return []
+                root_id = anchor.root_id
+            return provider_store.list_providers(conn, name=name, uuid=uuid, root_id=root_id)
+
+    def create_provider(
+        self, *, name: str, uuid: str | None = None, parent_uuid: str | None = None
+    ) -> Provider:
+        rp_uuid = str(uuidlib.UUID(uuid)) if uuid else str(uuidlib.uuid4())
+        parent_uuid = str(uuidlib.UUID(parent_uuid)) if parent_uuid else None
+
+        def work(txn: WriteTxn) -> Provider:
+            parent = None
+            if parent_uuid is not None:
+                if parent_uuid == rp_uuid:
+                    raise errors.InvalidInput(
+                        f'Unable to create resource provider "{name}", {rp_uuid}: Object action '
+                        "create failed because: parent provider UUID cannot be same as UUID. "
+                        "Please set parent provider UUID to None if there is no parent."
+                    )
+                parent = provider_store.get_by_uuid(txn.conn, parent_uuid)
+                if parent is None:
+                    raise errors.InvalidInput(
+                        f'Unable to create resource provider "{name}", {rp_uuid}: Object action '
+                        "create failed because: parent provider UUID does not exist."
+                    )
+                provider_store.lock(txn.conn, [parent.id])
+            created = provider_store.create(
+                txn.conn, uuid=rp_uuid, name=name, parent=parent, now=txn.now
+            )
+            txn.touch(created.id)
+            return created
+
+        try:
+            return self._write(work)
+        except sa.exc.IntegrityError:
+            with self.db.read() as conn:
+                dupes = provider_store.conflicting_fields(conn, uuid=rp_uuid, name=name)
+            if not dupes:
+                raise
+            raise errors.DuplicateName(
+                f"Conflicting resource provider {', '.join(dupes)} already exists."
+            ) from None
+
+    def update_provider(
+        self, uuid: str, *, name: str, parent_uuid: str | None = UNSET, allow_reparenting: bool
+    ) -> Provider:
+        def work(txn: WriteTxn) -> Provider:
+            conn = txn.conn
+            current = provider_store.require(conn, uuid)
+            provider_store.lock(conn, [current.id])
+            parent: Provider | None
+            if parent_uuid is UNSET or parent_uuid == current.parent_uuid:
+                parent = (
+                    None
+                    if current.parent_uuid is None
+                    else provider_store.require(conn, current.parent_uuid)
+                )
+            elif parent_uuid is None:
+                if not allow_reparenting:
+                    raise self._save_error(
+                        uuid, "un-parenting a provider is not currently allowed."
+                    )
+                parent = None
+            else:
+                parent = provider_store.get_by_uuid(conn, parent_uuid)
+                if parent is None:
+                    raise errors.InvalidInput(
+                        f"Unable to save resource provider {uuid}: Object action create failed "
+                        "because: parent provider UUID does not exist."
+                    )
+                if current.parent_id is not None and not allow_reparenting:
+                    raise self._save_error(
+                        uuid, "re-parenting a provider is not currently allowed."
+                    )
+                if parent.id == current.id or parent.id in provider_store.descendant_ids(
+                    conn, current
+                ):
+                    raise self._save_error(
+                        uuid, "creating loop in the provider tree is not allowed."
+                    )
+            moved = provider_store.set_name_and_parent(
+                conn, current, name=name, parent=parent, now=txn.now
+            )
+            txn.touch(current.id, *moved)
+            return provider_store.require(conn, uuid)
+
+        try:
+            return self._write(work)
+        except sa.exc.IntegrityError:
+            raise errors.DuplicateName(
+                f"Conflicting resource provider {name} already exists."
+            ) from None
+
+    @staticmethod
+    def _save_error(uuid: str, reason: str) -> errors.InvalidInput:
+        return errors.InvalidInput(
+            f"Unable to save resource provider {uuid}: "
+            f"Object action update failed because: {reason}"
+        )
+
+    def delete_provider(self, uuid: str) -> None:
+        def work(txn: WriteTxn) -> None:
+            conn = txn.conn
+            current = provider_store.get_by_uuid(conn, uuid)
+            if current is None:
+                raise errors.NotFound(f"No resource provider with uuid {uuid} found for delete")
+            provider_store.lock(conn, [current.id])
+            if provider_store.has_children(conn, current.id):
+                raise errors.CannotDeleteParent(
+                    f"Unable to delete parent resource provider {uuid}: It has child resource "
+                    "providers."
+                )
+            if provider_store.has_allocations(conn, current.id):
+                raise errors.ProviderInUse(
+                    f"Unable to delete resource provider {uuid}: Resource provider has allocations."
+                )
+            provider_store.delete(conn, current.id)
+            txn.touch(current.id)
+
+        self._write(work)

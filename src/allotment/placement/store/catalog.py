@@ -1,0 +1,106 @@
+"""Resource classes and traits by name and id.
+
+Both are small, read on every request and almost never change, so each process keeps them
+in memory. The cache refreshes itself on a miss (another process may have just created
+the name) and whenever the change log reports a catalog change.
+Standard names come from ``os-resource-classes`` and ``os-traits`` and are synced into the
+tables at start-up.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+
+import os_resource_classes
+import os_traits
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from allotment.placement.store.db import Database, utcnow
+from allotment.placement.store.tables import resource_classes, traits
+
+CUSTOM_PREFIX = "CUSTOM_"
+
+
+class NameTable:
+    """A name <-> id map over one table, cached in memory."""
+
+    def __init__(self, db: Database, table: sa.Table) -> None:
+        self.db = db
+        self.table = table
+        self._by_name: dict[str, int] = {}
+        self._by_id: dict[int, str] = {}
+        self._lock = threading.Lock()
+
+    def reload(self, conn: Connection | None = None) -> None:
+        stmt = sa.select(self.table.c.id, self.table.c.name)
+        if conn is None:
+            with self.db.read() as own:
+                rows = own.execute(stmt).all()
+        else:
+            rows = conn.execute(stmt).all()
+        by_name = {row.name: row.id for row in rows}
+        with self._lock:
+            self._by_name = by_name
+            self._by_id = {v: k for k, v in by_name.items()}
+
+    def id_of(self, name: str) -> int | None:
+        found = self._by_name.get(name)
+        if found is None:
+            self.reload()
+            found = self._by_name.get(name)
+        return found
+
+    def ids_of(self, names: Iterable[str]) -> tuple[dict[str, int], list[str]]:
+        """Ids of the names that exist, and the names that do not (after one refresh)."""
+        names = list(names)
+        if any(n not in self._by_name for n in names):
+            self.reload()
+        found = {n: self._by_name[n] for n in names if n in self._by_name}
+        return found, [n for n in names if n not in self._by_name]
+
+    def name_of(self, ident: int) -> str:
+        found = self._by_id.get(ident)
+        if found is None:
+            self.reload()
+            found = self._by_id[ident]
+        return found
+
+    def names(self) -> list[str]:
+        return list(self._by_name)
+
+    def sync(self, names: Iterable[str]) -> int:
+        """Insert any of ``names`` that are missing; returns how many were added."""
+        self.reload()
+        missing = sorted(set(names) - set(self._by_name))
+        if missing:
+            now = utcnow()
+            with self.db.write() as conn:
+                existing = {
+                    r.name
+                    for r in conn.execute(
+                        sa.select(self.table.c.name).where(self.table.c.name.in_(missing))
+                    )
+                }
+                rows = [{"name": n, "created_at": now} for n in missing if n not in existing]
+                if rows:
+                    conn.execute(self.table.insert(), rows)
+            self.reload()
+        return len(missing)
+
+
+class Catalog:
+    """Resource classes and traits of one database."""
+
+    def __init__(self, db: Database) -> None:
+        self.resource_classes = NameTable(db, resource_classes)
+        self.traits = NameTable(db, traits)
+
+    def sync_standard(self) -> None:
+        self.resource_classes.sync(os_resource_classes.STANDARDS)
+        self.traits.sync(os_traits.get_traits())
+
+    def reload(self) -> None:
+        self.resource_classes.reload()
+        self.traits.reload()
