@@ -47,6 +47,22 @@ class NotFound(AllotmentError):
     """A named object does not exist (HTTP 404)."""
 
 
+class UnknownResourceClass(InvalidInput):
+    """A request names a resource class that does not exist."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"No such resource class {name}.")
+        self.name = name
+
+
+class InventoryNotFound(NotFound):
+    """A provider has no inventory of the named class."""
+
+    def __init__(self, resource_class: str) -> None:
+        super().__init__(f"No inventory of class {resource_class} found.")
+        self.resource_class = resource_class
+
+
 class Conflict(AllotmentError):
     """The request conflicts with the current state (HTTP 409); nothing was written."""
 

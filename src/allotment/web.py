@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import email.utils
+import html
 import http
 from datetime import UTC, datetime
 from typing import Any
@@ -70,6 +71,32 @@ def error_detail(status: int, message: str, *, method: str = "", content_type: s
     return f"{EXPLANATION.get(status, '')}\n\n {message}  "
 
 
+def accepts_json(accept: str) -> bool:
+    """Whether an Accept header admits application/json (q > 0)."""
+    for item in accept.split(","):
+        media, *params = (part.strip() for part in item.split(";"))
+        quality = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if quality > 0 and media.lower() in (JSON, "application/*", "*/*"):
+            return True
+    return False
+
+
+def _html_error(status: int, title: str, detail: str) -> bytes:
+    explanation, _, message = detail.partition("\n\n")
+    return (
+        f"<html>\n <head>\n  <title>{status} {title}</title>\n </head>\n <body>\n"
+        f"  <h1>{status} {title}</h1>\n  {html.escape(explanation.strip())}<br /><br />\n"
+        f"{html.escape(message.strip())}\n </body>\n</html>"
+    ).encode()
+
+
 def error_response(
     exc: errors.AllotmentError,
     *,
@@ -77,6 +104,7 @@ def error_response(
     with_code: bool,
     method: str = "",
     content_type: str = "",
+    accept: str | None = None,
 ) -> Response:
     status = status_of(exc)
     error: dict[str, Any] = {
@@ -91,6 +119,10 @@ def error_response(
     headers = {}
     if isinstance(exc, errors.MethodNotAllowed):
         headers["allow"] = ", ".join(exc.allowed)
+    if accept and not accepts_json(accept) and "text/html" in accept:
+        # A client that only takes HTML (a browser) gets webob's HTML error page, as upstream.
+        body = _html_error(status, error["title"], error["detail"])
+        return Response(body, status, headers, "text/html")
     return Response(dumps({"errors": [error]}), status, headers, JSON)
 
 

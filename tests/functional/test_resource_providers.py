@@ -11,7 +11,7 @@ def test_create_before_1_20_is_201_with_location_and_no_body(client: PlacementCl
     rp_uuid = str(uuid.uuid4())
     resp = client.post("/resource_providers", {"name": "cn1", "uuid": rp_uuid}, microversion="1.19")
     assert resp.status_code == 201
-    assert resp.headers["location"] == f"/resource_providers/{rp_uuid}"
+    assert resp.headers["location"].endswith(f"/resource_providers/{rp_uuid}")
     assert resp.content == b""
 
 
@@ -21,7 +21,7 @@ def test_create_from_1_20_returns_the_provider(client: PlacementClient) -> None:
     body = resp.json()
     assert body["name"] == "cn1" and body["generation"] == 0
     assert body["root_provider_uuid"] == body["uuid"] and body["parent_provider_uuid"] is None
-    assert resp.headers["location"] == f"/resource_providers/{body['uuid']}"
+    assert resp.headers["location"].endswith(f"/resource_providers/{body['uuid']}")
     assert "last-modified" in resp.headers and resp.headers["cache-control"] == "no-cache"
 
 

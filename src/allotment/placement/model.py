@@ -22,3 +22,30 @@ class Provider:
     @property
     def modified(self) -> datetime:
         return self.updated_at or self.created_at
+
+
+MAX_INT = 2147483647
+
+
+@dataclass(frozen=True, slots=True)
+class Inventory:
+    """One resource class's inventory on one provider."""
+
+    resource_class: str
+    total: int
+    reserved: int = 0
+    min_unit: int = 1
+    max_unit: int = MAX_INT
+    step_size: int = 1
+    allocation_ratio: float = 1.0
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def capacity(self) -> int:
+        """What may be allocated: ``(total - reserved) * allocation_ratio``, rounded down."""
+        return int((self.total - self.reserved) * self.allocation_ratio)
+
+    @property
+    def modified(self) -> datetime | None:
+        return self.updated_at or self.created_at

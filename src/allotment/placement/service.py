@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import uuid as uuidlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -19,8 +19,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from allotment import errors
-from allotment.placement.model import Provider
+from allotment.placement.model import Inventory, Provider
 from allotment.placement.store import changes
+from allotment.placement.store import inventories as inventory_store
 from allotment.placement.store import providers as provider_store
 from allotment.placement.store.catalog import Catalog
 from allotment.placement.store.db import Database, utcnow
@@ -217,3 +218,97 @@ class PlacementService:
             txn.touch(current.id)
 
         self._write(work)
+
+    # -- inventories ----------------------------------------------------------------------
+
+    def get_inventories(self, uuid: str) -> tuple[Provider, dict[str, Inventory]]:
+        with self.db.read() as conn:
+            provider = provider_store.get_by_uuid(conn, uuid)
+            if provider is None:
+                raise errors.NotFound(
+                    f"No resource provider with uuid {uuid} found : Resource could not be found."
+                )
+            return provider, inventory_store.for_provider(
+                conn, provider.id, self.catalog.resource_classes
+            )
+
+    def change_inventories(
+        self,
+        uuid: str,
+        *,
+        generation: int | None,
+        put: dict[str, Inventory] | None = None,
+        delete: set[str] | None = None,
+        replace_all: bool = False,
+        create_only: bool = False,
+        update_only: bool = False,
+    ) -> tuple[Provider, dict[str, Inventory]]:
+        """Add, update and/or delete inventories of one provider in one transaction.
+
+        ``generation`` is the provider generation the caller last saw (None: whatever it is
+        now). ``replace_all`` removes every class not in ``put``; ``create_only`` refuses to
+        touch an existing class and ``update_only`` to add a new one. Removing a class that has
+        allocations is refused (InventoryInUse); shrinking a class below what is allocated is
+        allowed, as upstream, and logged.
+        """
+        put = put or {}
+        delete = set(delete or ())
+        classes = self.catalog.resource_classes
+        rc_ids, unknown = classes.ids_of([*put, *delete])
+        if unknown:
+            raise errors.UnknownResourceClass(sorted(unknown)[0])
+
+        def work(txn: WriteTxn) -> tuple[Provider, dict[str, Inventory]]:
+            conn = txn.conn
+            provider = provider_store.require(conn, uuid)
+            provider_store.lock(conn, [provider.id])
+            if generation is not None and generation != provider.generation:
+                raise errors.ConcurrentUpdate("resource provider generation conflict")
+            current = inventory_store.for_provider(conn, provider.id, classes)
+            for name in sorted((delete | (set(put) if update_only else set())) - set(current)):
+                raise errors.InventoryNotFound(name)
+            if create_only and set(put) & set(current):
+                raise errors.ConcurrentUpdate(
+                    f"Update conflict: the provider already has an inventory of class "
+                    f"{sorted(set(put) & set(current))[0]}; use PUT to change it."
+                )
+            removing = delete | (set(current) - set(put) if replace_all else set())
+            used = inventory_store.usage(conn, provider.id)
+            removing_ids = sorted((classes.id_of(n) or 0, n) for n in removing)
+            in_use = [name for rc_id, name in removing_ids if used.get(rc_id, 0) > 0]
+            if in_use:
+                raise errors.InventoryInUse(
+                    f"Inventory for '{', '.join(in_use)}' on resource provider "
+                    f"'{provider.uuid}' in use."
+                )
+            for name, inventory in put.items():
+                rc_id = rc_ids[name]
+                if name in current:
+                    inventory_store.update(conn, provider.id, rc_id, inventory, txn.now)
+                else:
+                    inventory_store.insert(conn, provider.id, rc_id, inventory, txn.now)
+                if used.get(rc_id, 0) > inventory.capacity:
+                    LOG.warning(
+                        "resource provider %s is now over capacity for %s: %d used, capacity %d",
+                        provider.uuid,
+                        name,
+                        used[rc_id],
+                        inventory.capacity,
+                    )
+            inventory_store.delete(conn, provider.id, [rc_id for rc_id, _ in removing_ids])
+            generation_now = provider_store.bump_generation(conn, provider, txn.now)
+            txn.touch(provider.id)
+            after = {n: inv for n, inv in current.items() if n not in removing}
+            after.update(
+                {
+                    n: replace(
+                        inv,
+                        created_at=current[n].created_at if n in current else txn.now,
+                        updated_at=txn.now,
+                    )
+                    for n, inv in put.items()
+                }
+            )
+            return replace(provider, generation=generation_now, updated_at=txn.now), after
+
+        return self._write(work)

@@ -25,7 +25,7 @@ from allotment.context import RequestContext
 from allotment.placement.api import microversion
 from allotment.placement.api.microversion import Microversion
 from allotment.placement.schemas import Schema
-from allotment.web import JSON, dumps, error_response, http_date, status_of
+from allotment.web import JSON, accepts_json, dumps, error_response, http_date, status_of
 
 LOG = logging.getLogger(__name__)
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -74,8 +74,7 @@ class PlacementRequest:
     def authorize(self, rule: str, target: dict[str, str] | None = None) -> None:
         authorize(self.context, rule, target)
 
-    def json(self, schema: Schema | None = None) -> Any:
-        """The JSON body, checked for content type, syntax and ``schema``."""
+    def check_content_type(self) -> None:
         content_type = self.raw.headers.get("content-type", "")
         media_type = content_type.split(";", 1)[0].strip().lower()
         if media_type != JSON:
@@ -83,6 +82,19 @@ class PlacementRequest:
             raise errors.UnsupportedMediaType(
                 f"The media type {shown} is not supported, use {JSON}", shown
             )
+
+    def url(self, path: str) -> str:
+        """An absolute URL for ``path`` on this server (for Location headers)."""
+        scope = self.raw.scope
+        host = self.raw.headers.get("host")
+        if not host:
+            server = scope.get("server") or ("localhost", 80)
+            host = f"{server[0]}:{server[1]}"
+        return f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}{path}"
+
+    def json(self, schema: Schema | None = None) -> Any:
+        """The JSON body, checked for content type, syntax and ``schema``."""
+        self.check_content_type()
         try:
             data = orjson.loads(self.body)
         except orjson.JSONDecodeError:
@@ -120,6 +132,28 @@ Handler = Callable[[PlacementRequest], Response]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
+def takes_json(handler: Handler) -> Handler:
+    """Mark a handler whose body must be JSON: the content type is checked before anything
+    else (so a wrong type is a 415 even for a provider that does not exist), as upstream."""
+    handler.takes_json = True  # type: ignore[attr-defined]
+    return handler
+
+
+def _precheck(req: PlacementRequest, handler: Handler) -> None:
+    headers = req.raw.headers
+    if req.method == "GET":
+        accept = headers.get("accept")
+        if accept and not accepts_json(accept):
+            raise errors.NotAcceptable(f"Only {JSON} is provided")
+        return
+    if req.method in BODY_METHODS:
+        content_type = headers.get("content-type")
+        if req.body and not content_type:
+            raise errors.InvalidInput("content-type header required when content-length > 0")
+        if getattr(handler, "takes_json", False):
+            req.check_content_type()
+
+
 def endpoint(handler: Handler) -> Endpoint:
     """Adapt a synchronous handler to Starlette and map domain errors to HTTP once."""
 
@@ -127,6 +161,7 @@ def endpoint(handler: Handler) -> Endpoint:
         body = await request.body() if request.scope["method"] in BODY_METHODS else b""
         req = PlacementRequest(request, body)
         try:
+            _precheck(req, handler)
             return handler(req)
         except errors.AllotmentError as exc:
             if status_of(exc) >= 500:
@@ -137,6 +172,7 @@ def endpoint(handler: Handler) -> Endpoint:
                 with_code=req.mv.at_least(ERROR_CODE_MINOR),
                 method=req.method,
                 content_type=getattr(exc, "media_type", ""),
+                accept=request.headers.get("accept"),
             )
 
     run.__name__ = handler.__name__

@@ -19,16 +19,19 @@ class MicroversionMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        header = None
+        header = accept = None
         for name, value in scope["headers"]:
             if name == b"openstack-api-version":
                 header = value.decode("latin-1")
-                break
+            elif name == b"accept":
+                accept = value.decode("latin-1")
         state = scope.setdefault("state", {})
         try:
             version = microversion.parse(header)
         except errors.AllotmentError as exc:
-            response = error_response(exc, request_id=state["context"].request_id, with_code=False)
+            response = error_response(
+                exc, request_id=state["context"].request_id, with_code=False, accept=accept
+            )
             await response(scope, receive, send)
             return
         state["microversion"] = version

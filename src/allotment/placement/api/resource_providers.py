@@ -6,7 +6,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from allotment.placement.api.http import PlacementRequest, newest
+from allotment.placement.api.http import PlacementRequest, newest, takes_json
 from allotment.placement.model import Provider
 from allotment.placement.schemas import resource_provider as schemas
 from allotment.placement.service import UNSET
@@ -41,13 +41,14 @@ def serialize(req: PlacementRequest, provider: Provider) -> dict[str, Any]:
     return data
 
 
+@takes_json
 def create_resource_provider(req: PlacementRequest) -> Response:
     req.authorize("placement:resource_providers:create")
     data = req.json(schemas.POST_1_14 if req.mv.at_least(14) else schemas.POST)
     provider = req.service.create_provider(
         name=data["name"], uuid=data.get("uuid"), parent_uuid=data.get("parent_provider_uuid")
     )
-    location = {"location": provider_url(provider.uuid)}
+    location = {"location": req.url(provider_url(provider.uuid))}
     if req.mv.at_least(20):
         return req.respond(
             serialize(req, provider), last_modified=provider.modified, headers=location
@@ -72,6 +73,7 @@ def list_resource_providers(req: PlacementRequest) -> Response:
     return req.respond(body, last_modified=newest(p.modified for p in found))
 
 
+@takes_json
 def update_resource_provider(req: PlacementRequest) -> Response:
     req.authorize("placement:resource_providers:update")
     uuid = req.path_params["uuid"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from allotment.placement.api import microversion
-from allotment.placement.api.http import PlacementRequest
+from allotment.placement.api.http import PlacementRequest, newest
 
 
 def version_document() -> dict[str, object]:
@@ -23,4 +23,4 @@ def version_document() -> dict[str, object]:
 
 
 def home(req: PlacementRequest) -> Response:
-    return req.respond(version_document())
+    return req.respond(version_document(), last_modified=newest([]))

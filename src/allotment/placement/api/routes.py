@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from allotment.placement.api import resource_providers, root
-from allotment.placement.api.http import endpoint
+from allotment.placement.api import inventories, resource_providers, root
+from allotment.placement.api.http import Handler, endpoint
 from allotment.placement.api.routing import Router
 
-ROUTES = [
+ROUTES: list[tuple[str, dict[str, Handler]]] = [
     ("/", {"GET": root.home}),
     (
         "/resource_providers",
@@ -21,6 +21,23 @@ ROUTES = [
             "GET": resource_providers.get_resource_provider,
             "PUT": resource_providers.update_resource_provider,
             "DELETE": resource_providers.delete_resource_provider,
+        },
+    ),
+    (
+        "/resource_providers/{uuid}/inventories",
+        {
+            "GET": inventories.get_inventories,
+            "PUT": inventories.set_inventories,
+            "POST": inventories.create_inventory,
+            "DELETE": inventories.delete_inventories,
+        },
+    ),
+    (
+        "/resource_providers/{uuid}/inventories/{resource_class}",
+        {
+            "GET": inventories.get_inventory,
+            "PUT": inventories.update_inventory,
+            "DELETE": inventories.delete_inventory,
         },
     ),
 ]

@@ -73,7 +73,9 @@ class NameTable:
     def sync(self, names: Iterable[str]) -> int:
         """Insert any of ``names`` that are missing; returns how many were added."""
         self.reload()
-        missing = sorted(set(names) - set(self._by_name))
+        # Keep the given order: standard classes get ids in os-resource-classes order, as
+        # upstream, so lists ordered by id read the same.
+        missing = [n for n in dict.fromkeys(names) if n not in self._by_name]
         if missing:
             now = utcnow()
             with self.db.write() as conn:

@@ -55,7 +55,8 @@ class Prepared:
         origin = {name: name for name in compiled.binds}
         if expanding:
             # Render IN lists of exactly these lengths; cached per combination of lengths.
-            dummy: dict[str, Any] = {name: [None] * sizes[name] for name in expanding}
+            dummy: dict[str, Any] = dict.fromkeys(compiled.binds)
+            dummy.update({name: [None] * sizes[name] for name in expanding})
             state = compiled.construct_expanded_state(dummy)
             sql = state.statement
             positions = tuple(state.positiontup) if state.positiontup else None
