@@ -1,0 +1,8 @@
+"""Clients: the HTTP transport (token auth, timeouts, retries with backoff), the Placement
+client the scheduler uses against a remote Placement, and the ReportClient compute hosts
+use to publish their provider trees and host reports."""
+
+from allotment.client.http import HttpTransport
+from allotment.client.report import ProviderSpec, ReportClient
+
+__all__ = ["HttpTransport", "ProviderSpec", "ReportClient"]

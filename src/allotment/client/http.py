@@ -1,0 +1,125 @@
+"""An HTTP transport for OpenStack-style services: token header, microversion header,
+timeouts, and retries with exponential backoff and jitter.
+
+Retries only happen where a repeat cannot do harm: connection failures before the request
+was sent, and 502/503/504 answers to idempotent methods. Everything else is returned to the
+caller, who knows what a 409 means for its request. When the service stays unreachable the
+caller gets ``ServiceUnavailable`` naming the URL (never the token).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import Any
+
+import httpx
+
+from allotment import __version__, errors
+from allotment.log import REQUEST_ID
+
+LOG = logging.getLogger(__name__)
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+RETRY_STATUSES = frozenset({502, 503, 504})
+
+
+class HttpTransport:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        service_type: str = "placement",
+        microversion: str | None = None,
+        timeout: float = 10.0,
+        retries: int = 3,
+        backoff: float = 0.2,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.service_type = service_type
+        self.microversion = microversion
+        self.retries = retries
+        self.backoff = backoff
+        headers = {"accept": "application/json", "user-agent": f"allotment/{__version__}"}
+        if token:
+            headers["x-auth-token"] = token
+        self._client = httpx.Client(
+            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Any = None,
+        microversion: str | None = None,
+    ) -> httpx.Response:
+        """Send one request (retrying transient failures); return the final response."""
+        headers = {}
+        version = microversion or self.microversion
+        if version:
+            headers["openstack-api-version"] = f"{self.service_type} {version}"
+        request_id = REQUEST_ID.get()
+        if request_id != "-":
+            # Lets the remote service log our request id next to its own.
+            headers["x-openstack-request-id"] = request_id
+        attempt = 0
+        while True:
+            try:
+                response = self._client.request(
+                    method, path, json=json, params=params, headers=headers
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                failure: str = f"cannot connect: {exc}"
+            except httpx.TimeoutException as exc:
+                if method not in IDEMPOTENT:
+                    raise errors.ServiceUnavailable(
+                        f"{self.service_type} at {self.base_url} did not answer {method} {path} "
+                        f"in time ({exc}); the request may or may not have taken effect"
+                    ) from None
+                failure = f"timed out: {exc}"
+            except httpx.HTTPError as exc:
+                failure = f"transport error: {exc}"
+            else:
+                if response.status_code not in RETRY_STATUSES or method not in IDEMPOTENT:
+                    return response
+                failure = f"answered {response.status_code}"
+            if attempt >= self.retries:
+                raise errors.ServiceUnavailable(
+                    f"{self.service_type} at {self.base_url} is unavailable ({method} {path} "
+                    f"{failure}; {attempt + 1} attempts)"
+                )
+            delay = self.backoff * (2**attempt) * random.uniform(0.5, 1.5)
+            LOG.warning(
+                "%s %s %s to %s %s; retrying in %.2fs",
+                self.service_type,
+                method,
+                path,
+                self.base_url,
+                failure,
+                delay,
+            )
+            time.sleep(delay)
+            attempt += 1
+
+
+def error_code(response: httpx.Response) -> str | None:
+    """The ``errors[0].code`` of an OpenStack error body, if there is one."""
+    try:
+        return str(response.json()["errors"][0].get("code"))
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return None
+
+
+def error_detail(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["errors"][0].get("detail", "")).strip()
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return response.text[:500]
