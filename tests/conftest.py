@@ -166,3 +166,75 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield url
     finally:
         drop_server_database(url)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LiveServer:
+    """``allotment serve`` as a real process on a real socket."""
+
+    def __init__(
+        self,
+        database_url: str,
+        state_dir: Path,
+        *extra: str,
+        auth: str = "noauth",
+        port: int | None = None,
+        wait: bool = True,
+    ):
+        import subprocess
+        import sys
+
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.state_dir = state_dir
+        self.log_path = state_dir / f"server-{self.port}.log"
+        state_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            sys.executable, "-m", "allotment.cli", "serve",
+            "--host", "127.0.0.1", "--port", str(self.port),
+            "--database-url", database_url, "--auth", auth,
+            "--state-dir", str(state_dir), *extra,
+        ]  # fmt: skip
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        import time
+
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                httpx.get(self.url + "/", timeout=1.0)
+                return
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise RuntimeError(f"server did not start: {self.log_path.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except Exception:
+                self.process.kill()
+        self._log.close()
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    server = LiveServer(f"sqlite:///{tmp_path / 'live.sqlite'}", tmp_path / "state")
+    yield server
+    server.stop()

@@ -1,0 +1,59 @@
+"""The client transport against real sockets: token and microversion headers, retries with
+backoff when the service is down, ServiceUnavailable when it stays down."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from allotment import errors
+from allotment.client import HttpTransport
+from tests.conftest import LiveServer, free_port
+
+
+def test_talks_to_a_live_server(live_server: LiveServer) -> None:
+    transport = HttpTransport(live_server.url, token="admin", microversion="1.39", retries=0)
+    response = transport.request("GET", "/resource_providers")
+    assert response.status_code == 200
+    assert response.headers["openstack-api-version"] == "placement 1.39"
+    response = transport.request("GET", "/resource_providers", microversion="1.14")
+    assert response.headers["openstack-api-version"] == "placement 1.14"
+    transport.close()
+
+
+def test_no_token_means_401_not_a_retry(live_server: LiveServer) -> None:
+    transport = HttpTransport(live_server.url, retries=3, backoff=5.0)
+    started = time.monotonic()
+    assert transport.request("GET", "/resource_providers").status_code == 401
+    assert time.monotonic() - started < 2.0  # a 4xx is the caller's business, never retried
+
+
+def test_unreachable_service_raises_after_retries() -> None:
+    port = free_port()  # nothing listens here
+    transport = HttpTransport(f"http://127.0.0.1:{port}", retries=2, backoff=0.01, timeout=1.0)
+    with pytest.raises(errors.ServiceUnavailable) as caught:
+        transport.request("GET", "/resource_providers")
+    assert f"127.0.0.1:{port}" in caught.value.message
+    assert "3 attempts" in caught.value.message
+
+
+def test_retries_until_the_service_comes_up(tmp_path: Path) -> None:
+    port = free_port()
+    started: list[LiveServer] = []
+
+    def start_late() -> None:
+        time.sleep(0.5)
+        url = f"sqlite:///{tmp_path / 'late.sqlite'}"
+        started.append(LiveServer(url, tmp_path / "state", port=port, wait=False))
+
+    thread = threading.Thread(target=start_late)
+    thread.start()
+    transport = HttpTransport(f"http://127.0.0.1:{port}", token="admin", retries=12, backoff=0.2)
+    try:
+        assert transport.request("GET", "/resource_providers").status_code == 200
+    finally:
+        thread.join()
+        started[0].stop()
