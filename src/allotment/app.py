@@ -10,6 +10,7 @@ import logging
 import os
 import traceback
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from starlette.datastructures import State
@@ -21,11 +22,12 @@ from allotment.auth.middleware import ContextMiddleware
 from allotment.auth.noauth import NoAuth
 from allotment.auth.tokens import TokenAuth, TokenStore
 from allotment.config import Settings
+from allotment.periodic import PeriodicTask
 from allotment.placement.api.middleware import MicroversionMiddleware
 from allotment.placement.api.routes import build_router
 from allotment.placement.service import PlacementService
-from allotment.placement.store import migrate
-from allotment.placement.store.db import Database
+from allotment.placement.store import changes, migrate
+from allotment.placement.store.db import Database, utcnow
 from allotment.web import error_response
 
 LOG = logging.getLogger(__name__)
@@ -66,14 +68,33 @@ def build_services(settings: Settings) -> Services:
     placement.catalog.sync_standard()
     tokens: TokenStore | None = None
     authenticator: Authenticator
+    background: list[Any] = [prune_change_log_task(db, settings.placement.change_log_retention_s)]
     if settings.server.auth == "noauth":
         authenticator = NoAuth()
     else:
         tokens = TokenStore(db)
         authenticator = TokenAuth(tokens)
     return Services(
-        settings=settings, db=db, placement=placement, authenticator=authenticator, tokens=tokens
+        settings=settings,
+        db=db,
+        placement=placement,
+        authenticator=authenticator,
+        tokens=tokens,
+        background=background,
     )
+
+
+def prune_change_log_task(db: Database, retention_s: float) -> PeriodicTask:
+    """Forget change-log rows older than the retention (any process may do it; it is idempotent)."""
+
+    def prune() -> None:
+        cutoff = utcnow() - timedelta(seconds=retention_s)
+        with db.write() as conn:
+            removed = changes.prune(conn, cutoff)
+        if removed:
+            LOG.debug("pruned %d change-log rows older than %s", removed, cutoff)
+
+    return PeriodicTask("prune-change-log", max(60.0, retention_s / 10), prune)
 
 
 class ErrorMiddleware:
