@@ -77,6 +77,9 @@ class PlacementService:
 
         result = self.db.transaction(run, retries=retries)
         txn = holder[0]
+        if txn.scope == changes.SCOPE_CATALOG:
+            # Other processes reload when they see the change; this one must not wait.
+            self.catalog.reload()
         for listener in self._listeners:
             try:
                 listener(txn)
