@@ -19,10 +19,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from allotment import errors
-from allotment.placement.model import Inventory, Provider
+from allotment.placement.model import CUSTOM_PREFIX, CatalogEntry, Inventory, Provider
 from allotment.placement.store import changes
 from allotment.placement.store import inventories as inventory_store
 from allotment.placement.store import providers as provider_store
+from allotment.placement.store import resource_classes as rc_store
 from allotment.placement.store.catalog import Catalog
 from allotment.placement.store.db import Database, utcnow
 
@@ -315,3 +316,87 @@ class PlacementService:
             return replace(provider, generation=generation_now, updated_at=txn.now), after
 
         return self._write(work)
+
+    # -- resource classes -----------------------------------------------------------------
+
+    def list_resource_classes(self) -> list[CatalogEntry]:
+        """Every resource class: the standard ones in os-resource-classes order, then custom."""
+        with self.db.read() as conn:
+            return rc_store.all_classes(conn)
+
+    def get_resource_class(self, name: str) -> CatalogEntry:
+        with self.db.read() as conn:
+            found = rc_store.get(conn, name)
+        if found is None:
+            raise errors.ResourceClassNotFound(name)
+        return found
+
+    def create_resource_class(self, name: str) -> CatalogEntry:
+        """Create the custom class ``name``; ResourceClassExists when it is taken."""
+        _require_custom(name, "resource class")
+
+        def work(txn: WriteTxn) -> CatalogEntry:
+            if rc_store.get(txn.conn, name) is not None:
+                raise errors.ResourceClassExists(name)
+            txn.scope = changes.SCOPE_CATALOG
+            return rc_store.create(txn.conn, name, txn.now)
+
+        try:
+            return self._write(work)
+        except sa.exc.IntegrityError:  # created by a concurrent request
+            raise errors.ResourceClassExists(name) from None
+
+    def ensure_resource_class(self, name: str) -> tuple[CatalogEntry, bool]:
+        """The custom class ``name``, created when missing; True when this call created it."""
+        _require_custom(name, "resource class")
+        with self.db.read() as conn:
+            found = rc_store.get(conn, name)
+        if found is not None:
+            return found, False
+        try:
+            return self.create_resource_class(name), True
+        except errors.ResourceClassExists:
+            return self.get_resource_class(name), False
+
+    def rename_resource_class(self, name: str, new_name: str) -> CatalogEntry:
+        """Rename a custom class; its inventories and allocations follow (they refer to its id)."""
+        _require_custom(new_name, "resource class")
+
+        def work(txn: WriteTxn) -> CatalogEntry:
+            current = rc_store.get(txn.conn, name, lock=True)
+            if current is None:
+                raise errors.ResourceClassNotFound(name)
+            if not current.is_custom:
+                raise errors.StandardNameReadOnly(f"Cannot update standard resource class {name}.")
+            if new_name != name and rc_store.get(txn.conn, new_name) is not None:
+                raise errors.ResourceClassExists(new_name)
+            txn.scope = changes.SCOPE_CATALOG
+            return rc_store.rename(txn.conn, current, new_name, txn.now)
+
+        try:
+            return self._write(work)
+        except sa.exc.IntegrityError:
+            raise errors.ResourceClassExists(new_name) from None
+
+    def delete_resource_class(self, name: str) -> None:
+        """Delete a custom class no provider has inventory of."""
+
+        def work(txn: WriteTxn) -> None:
+            current = rc_store.get(txn.conn, name, lock=True)
+            if current is None:
+                raise errors.ResourceClassNotFound(name)
+            if not current.is_custom:
+                raise errors.StandardNameReadOnly(f"Cannot delete standard resource class {name}.")
+            if rc_store.in_use(txn.conn, current.id):
+                raise errors.ResourceClassInUse(name)
+            rc_store.delete(txn.conn, current.id)
+            txn.scope = changes.SCOPE_CATALOG
+
+        self._write(work)
+
+
+def _require_custom(name: str, kind: str) -> None:
+    """Only ``CUSTOM_*`` names may be created through the API; the HTTP layer says so first
+    with upstream's wording, this guards in-process callers."""
+    if not name.startswith(CUSTOM_PREFIX) or name == CUSTOM_PREFIX:
+        raise errors.InvalidInput(f"The {kind} name {name!r} must start with {CUSTOM_PREFIX}.")

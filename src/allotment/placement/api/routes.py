@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from allotment.placement.api import inventories, resource_providers, root
+from allotment.placement.api import (
+    inventories,
+    resource_classes,
+    resource_providers,
+    root,
+)
 from allotment.placement.api.http import Handler, endpoint
 from allotment.placement.api.routing import Router
 
@@ -38,6 +43,21 @@ ROUTES: list[tuple[str, dict[str, Handler]]] = [
             "GET": inventories.get_inventory,
             "PUT": inventories.update_inventory,
             "DELETE": inventories.delete_inventory,
+        },
+    ),
+    (
+        "/resource_classes",
+        {
+            "GET": resource_classes.list_resource_classes,
+            "POST": resource_classes.create_resource_class,
+        },
+    ),
+    (
+        "/resource_classes/{name}",
+        {
+            "GET": resource_classes.get_resource_class,
+            "PUT": resource_classes.update_resource_class,
+            "DELETE": resource_classes.delete_resource_class,
         },
     ),
 ]
