@@ -63,6 +63,22 @@ class ResourceClassNotFound(NotFound):
         self.name = name
 
 
+class UnknownTraits(InvalidInput):
+    """A request names traits that do not exist."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(f"No such trait {', '.join(names)}")
+        self.names = names
+
+
+class TraitNotFound(NotFound):
+    """No trait has this name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"No such trait(s): {name}.")
+        self.name = name
+
+
 class InventoryNotFound(NotFound):
     """A provider has no inventory of the named class."""
 
@@ -114,6 +130,14 @@ class ResourceClassInUse(Conflict):
 
     def __init__(self, name: str) -> None:
         super().__init__(f"Cannot delete resource class {name}. Class is in use in inventory.")
+        self.name = name
+
+
+class TraitInUse(Conflict):
+    """A trait cannot be deleted while providers have it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"The trait {name} is in use by a resource provider.")
         self.name = name
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid as uuidlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar
@@ -24,6 +24,7 @@ from allotment.placement.store import changes
 from allotment.placement.store import inventories as inventory_store
 from allotment.placement.store import providers as provider_store
 from allotment.placement.store import resource_classes as rc_store
+from allotment.placement.store import traits as trait_store
 from allotment.placement.store.catalog import Catalog
 from allotment.placement.store.db import Database, utcnow
 
@@ -31,6 +32,10 @@ LOG = logging.getLogger(__name__)
 T = TypeVar("T")
 
 UNSET: Any = object()  # "the caller did not send this field" (differs from an explicit null)
+
+GENERATION_CHANGED = (
+    "Resource provider's generation already changed. Please update the generation and try again."
+)
 
 
 @dataclass
@@ -393,6 +398,111 @@ class PlacementService:
             txn.scope = changes.SCOPE_CATALOG
 
         self._write(work)
+
+    # -- traits ---------------------------------------------------------------------------
+
+    def list_traits(
+        self,
+        *,
+        names: Collection[str] | None = None,
+        prefix: str | None = None,
+        associated: bool | None = None,
+    ) -> list[CatalogEntry]:
+        """Traits in id order, filtered by exact names, a literal name prefix and/or whether
+        any provider has them. A few hundred rows: filtering them here beats per-filter SQL."""
+        with self.db.read() as conn:
+            found = trait_store.all_traits(conn)
+            used = trait_store.associated_ids(conn) if associated is not None else set()
+        if names is not None:
+            wanted = set(names)
+            found = [t for t in found if t.name in wanted]
+        if prefix is not None:
+            found = [t for t in found if t.name.startswith(prefix)]
+        if associated is not None:
+            found = [t for t in found if (t.id in used) == associated]
+        return found
+
+    def get_trait(self, name: str) -> CatalogEntry:
+        with self.db.read() as conn:
+            found = trait_store.get(conn, name)
+        if found is None:
+            raise errors.TraitNotFound(name)
+        return found
+
+    def ensure_trait(self, name: str) -> tuple[CatalogEntry, bool]:
+        """The custom trait ``name``, created when missing; True when this call created it."""
+        _require_custom(name, "trait")
+        with self.db.read() as conn:
+            found = trait_store.get(conn, name)
+        if found is not None:
+            return found, False
+
+        def work(txn: WriteTxn) -> tuple[CatalogEntry, bool]:
+            existing = trait_store.get(txn.conn, name)
+            if existing is not None:
+                return existing, False
+            txn.scope = changes.SCOPE_CATALOG
+            return trait_store.create(txn.conn, name, txn.now), True
+
+        try:
+            return self._write(work)
+        except sa.exc.IntegrityError:  # created by a concurrent request
+            return self.get_trait(name), False
+
+    def delete_trait(self, name: str) -> None:
+        """Delete a custom trait no provider has."""
+
+        def work(txn: WriteTxn) -> None:
+            current = trait_store.get(txn.conn, name, lock=True)
+            if current is None:
+                raise errors.TraitNotFound(name)
+            if not current.is_custom:
+                raise errors.StandardNameReadOnly(f"Cannot delete standard trait {name}.")
+            if trait_store.in_use(txn.conn, current.id):
+                raise errors.TraitInUse(name)
+            trait_store.delete(txn.conn, current.id)
+            txn.scope = changes.SCOPE_CATALOG
+
+        self._write(work)
+
+    def get_provider_traits(self, uuid: str) -> tuple[Provider, list[CatalogEntry]]:
+        with self.db.read() as conn:
+            provider = provider_store.require(conn, uuid)
+            return provider, trait_store.for_provider(conn, provider.id)
+
+    def set_provider_traits(
+        self, uuid: str, names: Sequence[str], *, generation: int | None
+    ) -> tuple[Provider, list[CatalogEntry]]:
+        """Replace the provider's traits with ``names``.
+
+        ``generation`` is the provider generation the caller last saw (None: whatever it is
+        now). The generation moves only when the set of traits actually changes, as upstream.
+        Returns the provider as it is now and its traits in id order.
+        """
+        wanted = list(dict.fromkeys(names))
+
+        def work(txn: WriteTxn) -> tuple[Provider, list[CatalogEntry]]:
+            conn = txn.conn
+            provider = provider_store.require(conn, uuid)
+            provider_store.lock(conn, [provider.id])
+            if generation is not None and generation != provider.generation:
+                raise errors.ConcurrentUpdate(GENERATION_CHANGED)
+            found = trait_store.share_by_names(conn, wanted)
+            known = {t.name for t in found}
+            missing = [n for n in wanted if n not in known]
+            if missing:
+                raise errors.UnknownTraits(missing)
+            current = {t.id for t in trait_store.for_provider(conn, provider.id)}
+            target = {t.id for t in found}
+            if target == current:
+                return provider, found
+            trait_store.remove_from_provider(conn, provider.id, current - target)
+            trait_store.add_to_provider(conn, provider.id, target - current, txn.now)
+            generation_now = provider_store.bump_generation(conn, provider, txn.now)
+            txn.touch(provider.id)
+            return replace(provider, generation=generation_now, updated_at=txn.now), found
+
+        return self._write(work)
 
 
 def _require_custom(name: str, kind: str) -> None:

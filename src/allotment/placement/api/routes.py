@@ -7,6 +7,7 @@ from allotment.placement.api import (
     resource_classes,
     resource_providers,
     root,
+    traits,
 )
 from allotment.placement.api.http import Handler, endpoint
 from allotment.placement.api.routing import Router
@@ -46,6 +47,14 @@ ROUTES: list[tuple[str, dict[str, Handler]]] = [
         },
     ),
     (
+        "/resource_providers/{uuid}/traits",
+        {
+            "GET": traits.get_provider_traits,
+            "PUT": traits.set_provider_traits,
+            "DELETE": traits.delete_provider_traits,
+        },
+    ),
+    (
         "/resource_classes",
         {
             "GET": resource_classes.list_resource_classes,
@@ -59,6 +68,11 @@ ROUTES: list[tuple[str, dict[str, Handler]]] = [
             "PUT": resource_classes.update_resource_class,
             "DELETE": resource_classes.delete_resource_class,
         },
+    ),
+    ("/traits", {"GET": traits.list_traits}),
+    (
+        "/traits/{name}",
+        {"GET": traits.get_trait, "PUT": traits.put_trait, "DELETE": traits.delete_trait},
     ),
 ]
 
