@@ -20,13 +20,14 @@ from sqlalchemy.engine import Connection
 
 from allotment import errors
 from allotment.placement.model import CUSTOM_PREFIX, CatalogEntry, Inventory, Provider
+from allotment.placement.store import aggregates as aggregate_store
 from allotment.placement.store import changes
 from allotment.placement.store import inventories as inventory_store
 from allotment.placement.store import providers as provider_store
 from allotment.placement.store import resource_classes as rc_store
 from allotment.placement.store import traits as trait_store
 from allotment.placement.store.catalog import Catalog
-from allotment.placement.store.db import Database, utcnow
+from allotment.placement.store.db import Database, RetryTransaction, utcnow
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -504,9 +505,63 @@ class PlacementService:
 
         return self._write(work)
 
+    # -- aggregates -----------------------------------------------------------------------
+
+    def get_provider_aggregates(self, uuid: str) -> tuple[Provider, list[str]]:
+        """The provider and the uuids of its aggregates (in the order they were first seen)."""
+        with self.db.read() as conn:
+            provider = provider_store.require(conn, uuid)
+            return provider, list(aggregate_store.for_provider(conn, provider.id).values())
+
+    def set_provider_aggregates(
+        self, uuid: str, aggregates: Sequence[str], *, generation: int | None
+    ) -> tuple[Provider, list[str]]:
+        """Replace the provider's aggregates; aggregates never seen before are created.
+
+        With ``generation`` (microversion 1.19 on) the provider generation is checked and
+        always moves on, as upstream; without it (the older API) it is neither.
+        Returns the provider as it is now and the aggregates as stored.
+        """
+        wanted = list(dict.fromkeys(_aggregate_uuid(u) for u in aggregates))
+
+        def work(txn: WriteTxn) -> tuple[Provider, list[str]]:
+            conn = txn.conn
+            provider = provider_store.require(conn, uuid)
+            provider_store.lock(conn, [provider.id])
+            if generation is not None and generation != provider.generation:
+                raise errors.ConcurrentUpdate(GENERATION_CHANGED)
+            current = aggregate_store.for_provider(conn, provider.id)
+            have = set(current.values())
+            keep = set(wanted)
+            try:
+                new_ids = aggregate_store.ensure(
+                    conn, [u for u in wanted if u not in have], txn.now
+                )
+            except sa.exc.IntegrityError:  # another request created one of them just now
+                raise RetryTransaction from None
+            aggregate_store.dissociate(
+                conn, provider.id, [i for i, u in current.items() if u not in keep]
+            )
+            aggregate_store.associate(conn, provider.id, new_ids.values(), txn.now)
+            if generation is None:
+                if new_ids or have - keep:
+                    txn.touch(provider.id)
+                return provider, wanted
+            generation_now = provider_store.bump_generation(conn, provider, txn.now)
+            txn.touch(provider.id)
+            return replace(provider, generation=generation_now, updated_at=txn.now), wanted
+
+        return self._write(work, retries=3)
+
 
 def _require_custom(name: str, kind: str) -> None:
     """Only ``CUSTOM_*`` names may be created through the API; the HTTP layer says so first
     with upstream's wording, this guards in-process callers."""
     if not name.startswith(CUSTOM_PREFIX) or name == CUSTOM_PREFIX:
         raise errors.InvalidInput(f"The {kind} name {name!r} must start with {CUSTOM_PREFIX}.")
+
+
+def _aggregate_uuid(value: str) -> str:
+    """Aggregates are stored as given, like upstream; only the long spellings a uuid parser
+    also accepts (braces, urn:uuid:) are shortened so they fit the 36-character column."""
+    return value if len(value) <= 36 else str(uuidlib.UUID(value))

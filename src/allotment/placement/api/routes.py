@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from allotment.placement.api import (
+    aggregates,
     inventories,
     resource_classes,
     resource_providers,
@@ -53,6 +54,10 @@ ROUTES: list[tuple[str, dict[str, Handler]]] = [
             "PUT": traits.set_provider_traits,
             "DELETE": traits.delete_provider_traits,
         },
+    ),
+    (
+        "/resource_providers/{uuid}/aggregates",
+        {"GET": aggregates.get_aggregates, "PUT": aggregates.set_aggregates},
     ),
     (
         "/resource_classes",
