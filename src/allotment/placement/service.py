@@ -274,6 +274,12 @@ class PlacementService:
             provider_store.lock(conn, [provider.id])
             if generation is not None and generation != provider.generation:
                 raise errors.ConcurrentUpdate("resource provider generation conflict")
+            custom = {rc_ids[n] for n in put if n.startswith(CUSTOM_PREFIX)}
+            gone = custom - rc_store.share_existing(conn, custom)
+            if gone:  # deleted by another process since our cache learnt it
+                classes.reload()
+                by_id = {v: k for k, v in rc_ids.items()}
+                raise errors.UnknownResourceClass(by_id[min(gone)])
             current = inventory_store.for_provider(conn, provider.id, classes)
             for name in sorted((delete | (set(put) if update_only else set())) - set(current)):
                 raise errors.InventoryNotFound(name)

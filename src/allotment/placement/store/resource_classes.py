@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +23,14 @@ _BY_NAME = Prepared(_SELECT.where(rc.c.name == sa.bindparam("name")))
 # Taken by writers that change or remove a class, so a concurrent delete and an inventory
 # write on PostgreSQL/MySQL serialize on the row (SQLite's write lock already does).
 _LOCK_BY_NAME = Prepared(_SELECT.where(rc.c.name == sa.bindparam("name")).with_for_update())
+# Taken by writers that add rows referring to custom classes (inventories, allocations):
+# a class delete, which locks the row for update first, waits for them or they see it gone.
+_SHARE_BY_IDS = Prepared(
+    sa.select(rc.c.id)
+    .where(rc.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(rc.c.id)
+    .with_for_update(read=True)
+)
 _INSERT = insert_returning_id(rc)
 _RENAME = Prepared(
     rc.update()
@@ -73,3 +82,11 @@ def in_use(conn: Connection, rc_id: int) -> bool:
 
 def delete(conn: Connection, rc_id: int) -> None:
     _DELETE.execute(conn, {"rc_id": rc_id})
+
+
+def share_existing(conn: Connection, ids: Collection[int]) -> set[int]:
+    """Which of ``ids`` still exist, share-locked until commit (no-op on SQLite, whose write
+    lock already serializes class deletes with everything else)."""
+    if not ids or conn.dialect.name == "sqlite":
+        return set(ids)
+    return {row[0] for row in _SHARE_BY_IDS.rows(conn, {"ids": sorted(ids)})}
