@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from allotment.placement.api import inventories, resource_providers, root
+from allotment.placement.api import (
+    allocations,
+    inventories,
+    reshaper,
+    resource_providers,
+    root,
+    usages,
+)
 from allotment.placement.api.http import Handler, endpoint
 from allotment.placement.api.routing import Router
 
@@ -40,6 +47,19 @@ ROUTES: list[tuple[str, dict[str, Handler]]] = [
             "DELETE": inventories.delete_inventory,
         },
     ),
+    ("/resource_providers/{uuid}/usages", {"GET": usages.list_for_provider}),
+    ("/resource_providers/{uuid}/allocations", {"GET": allocations.list_for_provider}),
+    ("/allocations", {"POST": allocations.set_for_consumers}),
+    (
+        "/allocations/{consumer_uuid}",
+        {
+            "GET": allocations.list_for_consumer,
+            "PUT": allocations.set_for_consumer,
+            "DELETE": allocations.delete_for_consumer,
+        },
+    ),
+    ("/usages", {"GET": usages.totals}),
+    ("/reshaper", {"POST": reshaper.reshape}),
 ]
 
 
