@@ -34,6 +34,19 @@ class _Compiled:
     expanding: frozenset[str]
 
 
+def _result_processor(type_: Any, dialect: Dialect) -> Processor:
+    """A column's result conversion, known without a live cursor.
+
+    Some drivers choose it from the database type code of the result (psycopg's floats),
+    which is unknown at compile time; their values arrive already converted, so none is
+    needed.
+    """
+    try:
+        return cast(Processor, type_._cached_result_processor(dialect, None))
+    except (TypeError, sa.exc.InvalidRequestError):
+        return None
+
+
 class Prepared:
     """A Core statement compiled once per dialect, run on the raw DBAPI cursor."""
 
@@ -72,7 +85,7 @@ class Prepared:
         columns = getattr(self.statement, "selected_columns", None)
         if columns is None:
             columns = getattr(self.statement, "_returning", ()) or ()
-        results = tuple(c.type._cached_result_processor(dialect, None) for c in columns)
+        results = tuple(_result_processor(c.type, dialect) for c in columns)
         defaults = {
             name: bind.effective_value
             for name, bind in compiled.binds.items()
