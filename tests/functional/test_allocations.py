@@ -276,7 +276,9 @@ def test_post_moves_allocations_between_consumers_atomically(client: PlacementCl
     resp = client.post("/allocations", body)
     assert resp.status_code == 409
     assert client.get(f"/allocations/{other}").json() == {"allocations": {}}
-    assert client.post("/allocations", body, microversion="1.12").status_code == 404
+    resp = client.post("/allocations", body, microversion="1.12")
+    assert resp.status_code == 404
+    assert resp.json()["errors"][0]["detail"] == "The resource could not be found.\n\n   "
 
 
 def test_usages_by_project_user_and_type(client: PlacementClient) -> None:
