@@ -22,6 +22,7 @@ from allotment.auth.middleware import ContextMiddleware
 from allotment.auth.noauth import NoAuth
 from allotment.auth.tokens import TokenAuth, TokenStore
 from allotment.config import Settings
+from allotment.cors import CorsMiddleware
 from allotment.periodic import PeriodicTask
 from allotment.placement.api.middleware import MicroversionMiddleware
 from allotment.placement.api.routes import build_router
@@ -150,7 +151,14 @@ class AllotmentApp:
         self.prefix = services.settings.server.scheduler_prefix.rstrip("/")
         self._scheduler = scheduler
         self._placement = placement
-        self._handler = ContextMiddleware(ErrorMiddleware(self._dispatch), services.authenticator)
+        handler: ASGIApp = ContextMiddleware(
+            ErrorMiddleware(self._dispatch), services.authenticator
+        )
+        cors = services.settings.cors
+        if cors.allowed_origin:
+            # Outside authentication: browsers send preflight requests without credentials.
+            handler = CorsMiddleware(handler, cors)
+        self._handler = handler
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
