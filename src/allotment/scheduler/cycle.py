@@ -48,6 +48,15 @@ _EXPLAIN_SLOW_FILTERS_ON = 256
 _RANK_HEAD = 16
 
 
+def _present(sorted_values: IntArray, wanted: IntArray) -> BoolArray:
+    """Which of ``wanted`` occur in ``sorted_values`` (a binary search each)."""
+    if not len(sorted_values):
+        return np.zeros(len(wanted), bool)
+    at = np.minimum(np.searchsorted(sorted_values, wanted), len(sorted_values) - 1)
+    found: BoolArray = sorted_values[at] == wanted
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class Candidates:
     """What placement offered, by root provider (compute node) uuid, with the free
@@ -247,6 +256,15 @@ class _Scores:
                 [np.broadcast_to(self.multipliers[k], (self.cycle.size,))[alive] for k in rows]
             )
 
+    def drop(self, positions: IntArray) -> None:
+        """Forget hosts that dropped out (cheaper than a reset when they are few)."""
+        columns = np.searchsorted(self.alive, positions)
+        self.alive = np.delete(self.alive, columns)
+        self.matrix = np.delete(self.matrix, columns, axis=1)
+        if self.mult_matrix is not None:
+            self.mult_matrix = np.delete(self.mult_matrix, columns, axis=1)
+        self.stale[:] = True
+
     def update(self, pos: int) -> None:
         column = int(np.searchsorted(self.alive, pos))
         if column >= len(self.alive) or self.alive[column] != pos:
@@ -331,6 +349,7 @@ class Cycle:
         self.index = -1
         self.instance_uuid: str | None = None
         self._dirty: list[int] = []
+        self._removed: IntArray | None = None
         self._alive: IntArray = np.arange(self.size)
         self._filtered: IntArray = self._alive
         self._filters = [f for f in filters if f.applies(self)]
@@ -490,8 +509,7 @@ class Cycle:
     def _rank(self) -> Ranking:
         # Alive hosts only ever drop out, so an unchanged count means an unchanged set.
         try:
-            if len(self._scores.alive) != len(self._alive):
-                self._scores.reset(self._alive)
+            self._sync_scores()
             weights = self._scores.totals()
         except WeigherFailed as exc:
             self.funnel.record(
@@ -507,6 +525,18 @@ class Cycle:
             options.shuffle_best_same_weighed_hosts,
             self.rng,
         )
+
+    def _sync_scores(self) -> None:
+        """Bring the weights to the alive hosts (alive hosts only ever drop out, so an
+        unchanged count is an unchanged set)."""
+        scores = self._scores
+        if len(scores.alive) == len(self._alive):
+            return
+        removed = self._removed
+        if removed is not None and len(scores.alive) - len(removed) == len(self._alive):
+            scores.drop(removed)
+        else:
+            scores.reset(self._alive)
 
     def _pre_filter(self, alive: IntArray) -> IntArray:
         """Nova's host pre-selection: requested destination, ignored and forced hosts."""
@@ -562,6 +592,8 @@ class Cycle:
         first = self.index == 0
         dirty = np.array(sorted(set(self._dirty)), np.int64)
         self._dirty.clear()
+        before_all = len(alive)
+        removed: list[IntArray] = []
         for host_filter in self._filters:
             if not len(alive):
                 break
@@ -569,23 +601,29 @@ class Cycle:
                 if host_filter.run_filter_once_per_request:
                     continue
                 if host_filter.host_local:
-                    check = dirty[np.isin(dirty, alive)]
+                    check = dirty[_present(alive, dirty)]
                     if not len(check):
                         continue
                     rejected = check[~host_filter.passes(self, check)]
                     if len(rejected):
                         before = len(alive)
-                        alive = alive[~np.isin(alive, rejected)]
+                        alive = np.delete(alive, np.searchsorted(alive, rejected))
+                        removed.append(rejected)
                         self.funnel.record(
                             host_filter.name, "filter", before, len(alive), instance=self.index
                         )
                     continue
             before = len(alive)
-            alive = alive[host_filter.passes(self, alive)]
+            mask = host_filter.passes(self, alive)
+            if not first and not mask.all():
+                removed.append(alive[~mask])
+            alive = alive[mask]
             if first or len(alive) != before:
                 self.funnel.record(
                     host_filter.name, "filter", before, len(alive), instance=self.index
                 )
+        # What later instances dropped, so the weights can drop those columns only.
+        self._removed = np.concatenate(removed) if removed and len(alive) < before_all else None
         return alive
 
     def consume(self, pos: int, instance_uuid: str | None = None) -> None:
@@ -635,8 +673,7 @@ class Cycle:
             self._alive = self._filter(self._alive)
         if not len(self._alive):
             return []
-        if len(self._scores.alive) != len(self._alive):
-            self._scores.reset(self._alive)
+        self._sync_scores()
         weights = self._scores.totals()
         taken = set(selected)
         order = np.lexsort((np.arange(len(weights)), -weights))

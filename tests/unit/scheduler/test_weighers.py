@@ -253,3 +253,44 @@ def test_batch_weights_match_a_naive_nova(
         state[chosen][0] -= flavor_ram
         state[chosen][1] -= 1
         state[chosen][2] += 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    hosts=st.lists(
+        st.tuples(st.integers(0, 65536), st.integers(0, 64), st.integers(6000000, 6000004)),
+        min_size=2,
+        max_size=10,
+    ),
+    batch=st.integers(1, 5),
+)
+def test_weights_stay_right_as_hosts_drop_out(
+    hosts: list[tuple[int, int, int]], batch: int
+) -> None:
+    """With anti-affinity every chosen host leaves the candidates; the weights of the rest
+    are Nova's handler over the hosts still in the running."""
+    cloud = Cloud()
+    state = {}
+    for i, (ram, vcpus, version) in enumerate(hosts):
+        cloud.host(f"h{i}", ram=ram, vcpus=vcpus, hypervisor_version=version)
+        state[i] = [float(ram), float(vcpus), float(version)]
+    body = spec(instance_group={"policy": "anti-affinity"}, flavor={"memory_mb": 0})
+    weighers = ["RAMWeigher", "CPUWeigher", "HypervisorVersionWeigher"]
+    uuids = [f"00000000-0000-0000-0000-{n:012}" for n in range(batch)]
+    cycle = cloud.cycle(
+        body, filters=["ServerGroupAntiAffinityFilter"], weighers=weighers, instances=uuids
+    )
+    for uuid in uuids:
+        if not state:
+            with pytest.raises(NoValidHost):
+                cycle.next_hosts(uuid)
+            return
+        ranking = cycle.next_hosts(uuid)
+        got = {c.position: c.weight for c in ranking}
+        alive = sorted(state)
+        raws = [[state[p][k] for p in alive] for k in range(3)]
+        expected = nova_weights(raws, [1.0, 1.0, 1.0], [0, 0, None])
+        assert got == {p: pytest.approx(w, abs=1e-9) for p, w in zip(alive, expected, strict=True)}
+        chosen = ranking.first.position
+        cycle.consume(chosen, uuid)
+        del state[chosen]
