@@ -207,7 +207,6 @@ class _Scores:
             active.append((weigher, multiplier))
         self.weighers = [w for w, _ in active]
         self.multipliers = [m for _, m in active]
-        self.raw = np.full((len(self.weighers), cycle.size), np.nan)
         self.alive: IntArray = np.zeros(0, np.int64)
         # The weighers in the matrix (indexes into ``weighers``), and their matrix rows.
         self.rows: list[int] = []
@@ -235,10 +234,8 @@ class _Scores:
         values: list[FloatArray] = []
         bounds: list[tuple[float, float]] = []
         for k, weigher in enumerate(self.weighers):
-            missing = alive[np.isnan(self.raw[k, alive])]
-            if len(missing):
-                self.raw[k, missing] = weigher.weigh(self.cycle, missing)
-            clamped = self._clamp(weigher, self.raw[k, alive])
+            raw = weigher.weigh(self.cycle, alive)
+            clamped = self._clamp(weigher, raw)
             low, high = self._bounds(weigher, clamped)
             if high == low and not weigher.dynamic:
                 continue
@@ -274,7 +271,6 @@ class _Scores:
             weigher = self.weighers[k]
             if weigher.dynamic:
                 value = weigher.weigh(self.cycle, at)
-                self.raw[k, pos] = value[0]
                 self.matrix[row, column] = self._clamp(weigher, value)[0]
                 self.stale[row] = True
 
@@ -365,6 +361,11 @@ class Cycle:
         self.funnel.record("host_records", "hosts", len(known), self.size, **detail)
 
     # -- per-host reads for filters and weighers ----------------------------------------
+
+    def at(self, column: npt.NDArray[Any], pos: IntArray) -> npt.NDArray[Any]:
+        """A snapshot column's values for the hosts at candidate positions ``pos``."""
+        rows = self.rows if len(pos) == self.size else self.rows[pos]
+        return column[rows]
 
     def host(self, pos: int) -> str:
         return self.snapshot.hosts[int(self.rows[pos])]

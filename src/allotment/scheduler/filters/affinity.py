@@ -114,7 +114,7 @@ class SimpleCIDRAffinityFilter(HostFilter):
     def passes(self, cycle: Cycle, pos: IntArray) -> BoolArray:
         network = self._network(cycle)
         if network.version == 4:
-            ips = cycle.snapshot.ipv4[cycle.rows[pos]]
+            ips = cycle.at(cycle.snapshot.ipv4, pos)
             mask = int(network.netmask)
             result: BoolArray = (ips >= 0) & ((ips & mask) == int(network.network_address))
             return result

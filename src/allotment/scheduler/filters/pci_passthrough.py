@@ -24,7 +24,7 @@ class PciPassthroughFilter(HostFilter):
     def passes(self, cycle: Cycle, pos: IntArray) -> BoolArray:
         needed = sum(r.count for r in cycle.pci_requests)
         # Hosts without enough free devices of any kind fail without a per-host look.
-        possible = cycle.snapshot.pci_free[cycle.rows[pos]] >= needed
+        possible = cycle.at(cycle.snapshot.pci_free, pos) >= needed
         ok = np.zeros(len(pos), np.bool_)
         for index in np.flatnonzero(possible).tolist():
             pools = cycle.pci_pools(int(pos[index]))

@@ -49,7 +49,7 @@ class BuildFailureWeigher(HostWeigher):
         return self.settings.filter_scheduler.build_failure_weight_multiplier
 
     def weigh(self, cycle: Cycle, pos: IntArray) -> FloatArray:
-        return cycle.snapshot.failed_builds[cycle.rows[pos]].astype(float)
+        return cycle.at(cycle.snapshot.failed_builds, pos).astype(float)
 
 
 class HypervisorVersionWeigher(HostWeigher):
@@ -59,4 +59,4 @@ class HypervisorVersionWeigher(HostWeigher):
         return self.settings.filter_scheduler.hypervisor_version_weight_multiplier
 
     def weigh(self, cycle: Cycle, pos: IntArray) -> FloatArray:
-        return cycle.snapshot.hypervisor_version[cycle.rows[pos]].astype(float)
+        return cycle.at(cycle.snapshot.hypervisor_version, pos).astype(float)

@@ -25,7 +25,7 @@ class PCIWeigher(HostWeigher):
         return self.settings.filter_scheduler.pci_weight_multiplier
 
     def weigh(self, cycle: Cycle, pos: IntArray) -> FloatArray:
-        free = cycle.snapshot.pci_free[cycle.rows[pos]].astype(float)
+        free = cycle.at(cycle.snapshot.pci_free, pos).astype(float)
         if cycle.pci_requests:
             # Hosts that served devices earlier in this request have fewer left.
             free = np.array([pci.free_devices(cycle.pci_pools(p)) for p in pos.tolist()], float)
