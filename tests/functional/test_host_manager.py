@@ -350,12 +350,21 @@ def test_sighup_resets(db: Database) -> None:
     assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
 
 
-def test_unknown_providers(db: Database) -> None:
-    manager = make(db)
+def test_discovery_finds_providers_without_host_reports(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
     known = str(uuid.uuid4())
-    manager.report_host(SERVICE, "c1", report(known))
     stranger = (str(uuid.uuid4()), "c9")
-    assert manager.unknown_providers([(known, "c1"), stranger]) == [stranger]
+    manager = make(db)
+    manager.providers = lambda: [(known, "c1"), stranger]
+    manager.report_host(SERVICE, "c1", report(known))
+    caplog.set_level(logging.WARNING, logger="allotment.scheduler")
+    manager.periodic()
+    assert manager.unreported == [stranger]
+    assert "1 resource provider(s) in placement have no host report" in caplog.text
+    caplog.clear()
+    manager.periodic()
+    assert caplog.text == ""
 
 
 def test_upgrade_from_the_first_schema(tmp_path: Any) -> None:

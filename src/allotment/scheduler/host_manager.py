@@ -130,9 +130,14 @@ class HostManager:
         settings: Settings,
         *,
         mirror: AggregateMirror | None = None,
+        providers: Callable[[], Iterable[tuple[str, str]]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.db = db
+        # Root resource providers (uuid, name) in placement, for the discovery round.
+        self.providers = providers
+        # Root providers with no host report, as of the last discovery round.
+        self.unreported: list[tuple[str, str]] = []
         self.settings = settings
         self.mirror = mirror
         self.clock = clock
@@ -518,15 +523,33 @@ class HostManager:
         known = self._records.hosts
         return [(uuid, name) for uuid, name in providers if uuid not in known]
 
+    def discover(self) -> list[tuple[str, str]]:
+        """Find root providers no host has reported (their hosts cannot be scheduled to
+        until they report); newly found ones are logged once."""
+        if self.providers is None:
+            return []
+        found = self.unknown_providers(self.providers())
+        new = sorted(set(found) - set(self.unreported))
+        if new:
+            LOG.warning(
+                "%d resource provider(s) in placement have no host report and cannot be "
+                "scheduled to: %s",
+                len(new),
+                ", ".join(name for _, name in new[:20]) + (" ..." if len(new) > 20 else ""),
+            )
+        self.unreported = found
+        return found
+
     def periodic(self) -> None:
-        """One round of the background task: flush heartbeats, repair placement
-        aggregate membership."""
+        """One round of the background task: flush heartbeats, discover unreported
+        providers, repair placement aggregate membership."""
         ctx = RequestContext.internal()
         with _request_logging(ctx):
             try:
                 flushed = self.flush_heartbeats()
                 if flushed:
                     LOG.debug("flushed %d heartbeats", flushed)
+                self.discover()
                 self.resync_aggregates(ctx)
             except Exception:
                 LOG.exception("host cache periodic task failed; retrying next round")

@@ -133,9 +133,12 @@ class Pipeline:
         )
 
     @staticmethod
-    def placement_failed(prepared: Prepared, summary: str, **detail: Any) -> NoValidHost:
+    def placement_failed(
+        prepared: Prepared, summary: str, *, before: int | None = None, **detail: Any
+    ) -> NoValidHost:
         """The NoValidHost for "placement returned no candidates" (or could not be asked):
-        ``detail`` says which resource class, trait or aggregate removed how many."""
-        prepared.funnel.record("placement", "placement", after=0, **detail)
+        ``before`` is how many providers placement considered, ``detail`` which resource
+        class, trait or aggregate removed how many."""
+        prepared.funnel.record("placement", "placement", before, 0, **detail)
         explanation = Explanation(summary, prepared.funnel)
         return NoValidHost(summary, explanation=explanation.to_dict())

@@ -118,3 +118,20 @@ def test_transform_image_metadata() -> None:
     }
     body = spec(image={"id": "i", "properties": {**props, "hw_disk_bus": "floppy-ish"}})
     assert prepare(cloud, body).resources.root_required == set()
+
+
+def test_placement_failure_is_explained_per_resource_class() -> None:
+    cloud = Cloud()
+    cloud.host("a")
+    prepared = prepare(cloud, spec(availability_zone=None))
+    error = cloud.pipeline().placement_failed(
+        prepared,
+        "No valid host was found: placement has no provider with 64 free VCPU.",
+        before=10000,
+        resources={"VCPU": {"before": 10000, "after": 0}},
+    )
+    explanation = error.extra["explanation"]
+    assert explanation["emptied_by"] == {"stage": "placement", "kind": "placement"}
+    assert explanation["stages"][-1]["before"] == 10000
+    assert explanation["stages"][-1]["detail"]["resources"]["VCPU"]["after"] == 0
+    assert error.code == "allotment.no_valid_host"
