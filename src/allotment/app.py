@@ -29,6 +29,9 @@ from allotment.placement.api.routes import build_router
 from allotment.placement.service import PlacementService
 from allotment.placement.store import changes, migrate
 from allotment.placement.store.db import Database, utcnow
+from allotment.scheduler.api import SchedulerAPI
+from allotment.scheduler.host_manager import HostManager
+from allotment.scheduler.pipeline import Pipeline
 from allotment.web import error_response
 
 LOG = logging.getLogger(__name__)
@@ -44,6 +47,9 @@ class Services:
     placement: PlacementService
     authenticator: Authenticator
     tokens: TokenStore | None = None
+    # The scheduler's host state cache and its filter/weigher pipeline.
+    host_manager: HostManager | None = None
+    pipeline: Pipeline | None = None
     background: list[Any] = field(default_factory=list)
 
     def start(self) -> None:
@@ -65,6 +71,8 @@ def build_services(settings: Settings) -> Services:
         echo=settings.database.echo,
     )
     migrate.prepare(db)
+    # Loading the plugins first: a bad filter or weigher name stops start-up here.
+    pipeline = Pipeline.from_settings(settings)
     placement = PlacementService(db)
     placement.catalog.sync_standard()
     tokens: TokenStore | None = None
@@ -75,13 +83,16 @@ def build_services(settings: Settings) -> Services:
     else:
         tokens = TokenStore(db)
         authenticator = TokenAuth(tokens)
+    host_manager = HostManager(db, settings)
     return Services(
         settings=settings,
         db=db,
         placement=placement,
         authenticator=authenticator,
         tokens=tokens,
-        background=background,
+        host_manager=host_manager,
+        pipeline=pipeline,
+        background=[*background, host_manager],
     )
 
 
@@ -194,7 +205,10 @@ class AllotmentApp:
 
 
 def create_app(services: Services) -> AllotmentApp:
-    return AllotmentApp(services, MicroversionMiddleware(build_router()), scheduler=None)
+    scheduler = None
+    if services.host_manager is not None:
+        scheduler = SchedulerAPI(services.host_manager, services.settings.server.scheduler_prefix)
+    return AllotmentApp(services, MicroversionMiddleware(build_router()), scheduler=scheduler)
 
 
 def app_from_env() -> AllotmentApp:
