@@ -274,17 +274,39 @@ class _Scores:
                 self.matrix[row, column] = self._clamp(weigher, value)[0]
                 self.stale[row] = True
 
-    def totals(self) -> FloatArray:
-        count = len(self.alive)
-        if count <= 1 or not self.rows:
-            return np.zeros(count)
+    def _scale(self) -> FloatArray:
+        """1 / (high - low) per matrix row (0 where every host weighs the same), after
+        bringing the bounds of rows changed by consumption up to date."""
         for row in np.flatnonzero(self.stale).tolist():
             self.low[row], self.high[row] = self._bounds(
                 self.weighers[self.rows[row]], self.matrix[row]
             )
         self.stale[:] = False
         span = self.high - self.low
-        scale = np.divide(1.0, span, out=np.zeros_like(span), where=span > 0)
+        scale: FloatArray = np.divide(1.0, span, out=np.zeros_like(span), where=span > 0)
+        return scale
+
+    def breakdown(self, positions: IntArray) -> dict[str, FloatArray]:
+        """Each weigher's share of the weights of ``positions`` (alive hosts): normalized
+        raw weight times multiplier; the shares add up to ``totals``."""
+        if len(self.alive) <= 1:
+            return {}
+        scale = self._scale()
+        columns = np.searchsorted(self.alive, positions)
+        shares: dict[str, FloatArray] = {}
+        for row, k in enumerate(self.rows):
+            multiplier = self.multipliers[k]
+            if isinstance(multiplier, np.ndarray):
+                multiplier = multiplier[positions]
+            normalized = (self.matrix[row, columns] - self.low[row]) * scale[row]
+            shares[self.weighers[k].name] = multiplier * normalized
+        return shares
+
+    def totals(self) -> FloatArray:
+        count = len(self.alive)
+        if count <= 1 or not self.rows:
+            return np.zeros(count)
+        scale = self._scale()
         if self.mult_matrix is None:
             multipliers = np.array([self.multipliers[k] for k in self.rows], np.float64)
             coef = multipliers * scale
@@ -663,6 +685,28 @@ class Cycle:
                     self._member_counts[pos] += 1
         self._dirty.append(pos)
         self._scores.update(pos)
+
+    def drop(self, positions: Sequence[int], stage: str, **detail: Any) -> None:
+        """Take hosts out of the rest of the request: placement capacity that earlier
+        instances used up, or a claim that conflicted. Recorded as one funnel stage."""
+        wanted = np.unique(np.asarray(positions, np.int64))
+        present = wanted[_present(self._alive, wanted)]
+        if not len(present):
+            return
+        before = len(self._alive)
+        in_sync = len(self._scores.alive) == before
+        self._alive = np.setdiff1d(self._alive, present, assume_unique=True)
+        if in_sync:
+            self._scores.drop(present)
+        self.funnel.record(
+            stage, "hosts", before, len(self._alive), instance=max(self.index, 0), **detail
+        )
+
+    def weight_breakdown(self, positions: Sequence[int]) -> dict[str, FloatArray]:
+        """Per weigher, its share of the current weight of each host in ``positions``
+        (alive hosts, as ranked last): what ``explain`` shows an operator."""
+        self._sync_scores()
+        return self._scores.breakdown(np.asarray(positions, np.int64))
 
     def alternates(self, selected: Sequence[int], count: int) -> list[HostChoice]:
         """Up to ``count`` other hosts, best first, after re-filtering and re-weighing for

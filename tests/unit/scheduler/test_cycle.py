@@ -167,3 +167,46 @@ def test_choice_maps_back_to_the_candidates() -> None:
     first = cycle.next_hosts().first
     assert first.host == "b"
     assert cloud.candidates().uuids[first.candidate] == first.compute_node_uuid
+
+
+def test_dropped_hosts_leave_the_rest_of_the_request() -> None:
+    cloud = Cloud()
+    for i, ram in enumerate([5000, 4000, 3000]):
+        cloud.host(f"h{i}", ram=ram)
+    cycle = cloud.cycle(spec(), weighers=["RAMWeigher"], instances=["i1", "i2"])
+    best = cycle.next_hosts("i1").first
+    assert best.host == "h0"
+    cycle.drop([best.position], "placement_capacity", reason="full")
+    assert [c.host for c in cycle.next_hosts("i2")] == ["h1", "h2"]
+    stage = next(s for s in cycle.funnel.stages if s.name == "placement_capacity")
+    assert (stage.before, stage.after, stage.detail) == (3, 2, {"reason": "full"})
+    assert [a.host for a in cycle.alternates([], 5)] == ["h1", "h2"]
+
+
+def test_dropping_every_host_is_explained_by_the_drop() -> None:
+    cloud = three_hosts()
+    cycle = cloud.cycle(spec(), weighers=["RAMWeigher"], instances=["i1", "i2"])
+    cycle.drop([c.position for c in cycle.next_hosts("i1")], "claim_conflict")
+    cycle.drop([0], "claim_conflict")  # already gone: nothing recorded
+    with pytest.raises(NoValidHost) as caught:
+        cycle.next_hosts("i2")
+    explanation = caught.value.extra["explanation"]
+    assert explanation["emptied_by"] == {"stage": "claim_conflict", "kind": "hosts"}
+    assert sum(s["stage"] == "claim_conflict" for s in explanation["stages"]) == 1
+
+
+def test_weight_breakdown_adds_up_to_the_weights() -> None:
+    cloud = Cloud()
+    cloud.host("a", ram=1000, vcpus=30)
+    cloud.host("b", ram=3000, vcpus=10)
+    cloud.host("c", ram=2000, vcpus=20)
+    cycle = cloud.cycle(spec(), weighers=["RAMWeigher", "CPUWeigher"])
+    ranking = list(cycle.next_hosts())
+    shares = cycle.weight_breakdown([c.position for c in ranking])
+    assert set(shares) == {"RAMWeigher", "CPUWeigher"}
+    for i, choice in enumerate(ranking):
+        assert sum(float(v[i]) for v in shares.values()) == pytest.approx(choice.weight)
+    # RAMWeigher's minval is 0: free RAM over the most free RAM.
+    assert [float(v) for v in shares["RAMWeigher"]] == pytest.approx(
+        [{"a": 1 / 3, "b": 1.0, "c": 2 / 3}[c.host] for c in ranking]
+    )
