@@ -751,7 +751,8 @@ class Cycle:
     def explain(self) -> Explanation:
         """Why the current instance found no host, with the hosts that came closest."""
         stage = self.funnel.emptied_by()
-        total = self.funnel.stages[0].before if self.funnel.stages else 0
+        # Request filters and placement may not count hosts: the first stage that did.
+        total = next((s.before for s in self.funnel.stages if s.before is not None), 0)
         which = f" for instance {self.index + 1}" if self.index > 0 else ""
         if stage is None:
             summary = f"No valid host was found{which}."

@@ -210,3 +210,14 @@ def test_weight_breakdown_adds_up_to_the_weights() -> None:
     assert [float(v) for v in shares["RAMWeigher"]] == pytest.approx(
         [{"a": 1 / 3, "b": 1.0, "c": 2 / 3}[c.host] for c in ranking]
     )
+
+
+def test_summary_counts_hosts_from_the_first_stage_that_counted_them() -> None:
+    cloud = Cloud()
+    cloud.host("zoned", io_ops=9)
+    cloud.host("also-zoned", io_ops=9)
+    cloud.aggregate("z1", ["zoned", "also-zoned"], availability_zone="az1")
+    cycle = cloud.cycle(spec(availability_zone="az1"), filters=["IoOpsFilter"], weighers=[])
+    assert cycle.funnel.stages[0].before is None  # the AZ request filter counts no hosts
+    with pytest.raises(NoValidHost, match="removed the last 2 of 2 candidate hosts"):
+        cycle.next_hosts()
