@@ -55,6 +55,14 @@ class UnknownResourceClass(InvalidInput):
         self.name = name
 
 
+class UnknownTrait(InvalidInput):
+    """A request names a trait that does not exist."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"No such trait(s): {name}.")
+        self.name = name
+
+
 class InventoryNotFound(NotFound):
     """A provider has no inventory of the named class."""
 

@@ -19,7 +19,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from allotment import errors
-from allotment.placement.model import Inventory, Provider
+from allotment.placement.candidates import CandidateSet, collect, search
+from allotment.placement.candidates import resolve as candidate_resolve
+from allotment.placement.index import CapacityIndex
+from allotment.placement.model import CandidateRequest, Inventory, Provider, RequestGroup
 from allotment.placement.store import changes
 from allotment.placement.store import inventories as inventory_store
 from allotment.placement.store import providers as provider_store
@@ -52,10 +55,22 @@ Listener = Callable[[WriteTxn], None]
 
 
 class PlacementService:
-    def __init__(self, db: Database, catalog: Catalog | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        catalog: Catalog | None = None,
+        *,
+        randomize_candidates: bool = False,
+        max_candidates: int = 0,
+    ) -> None:
         self.db = db
         self.catalog = catalog or Catalog(db)
         self._listeners: list[Listener] = []
+        # Reads that scan capacity are served from this process's index (see index/).
+        self.index = CapacityIndex(db, self.catalog)
+        self.add_listener(self.index.on_write)
+        self.randomize_candidates = randomize_candidates
+        self.max_candidates = max_candidates
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -91,8 +106,25 @@ class PlacementService:
             return provider_store.require(conn, uuid)
 
     def list_providers(
-        self, *, name: str | None = None, uuid: str | None = None, in_tree: str | None = None
+        self,
+        *,
+        name: str | None = None,
+        uuid: str | None = None,
+        in_tree: str | None = None,
+        having: RequestGroup | None = None,
     ) -> list[Provider]:
+        """Providers matching every filter. ``having`` (resources with capacity left, traits,
+        aggregates, each on the provider itself) is answered by the capacity index."""
+        ids = None
+        if having is not None:
+            need = candidate_resolve.need_of(self.catalog, having)
+            self.index.ensure_loaded()
+            with self.index.lock:
+                state = self.index.state
+                rows = candidate_resolve.provider_mask(state, need).nonzero()[0]
+                ids = set(state.ids[rows].tolist())
+            if not ids:
+                return []
         with self.db.read() as conn:
             root_id = None
             if in_tree is not None:
@@ -100,7 +132,14 @@ class PlacementService:
                 if anchor is None:
                     return []
                 root_id = anchor.root_id
-            return provider_store.list_providers(conn, name=name, uuid=uuid, root_id=root_id)
+            # A long IN list costs more than filtering the rows in Python.
+            in_sql = ids if ids is not None and len(ids) <= 1000 else None
+            found = provider_store.list_providers(
+                conn, name=name, uuid=uuid, root_id=root_id, ids=in_sql
+            )
+        if ids is not None and in_sql is None:
+            found = [p for p in found if p.id in ids]
+        return found
 
     def create_provider(
         self, *, name: str, uuid: str | None = None, parent_uuid: str | None = None
@@ -312,3 +351,24 @@ class PlacementService:
             return replace(provider, generation=generation_now, updated_at=txn.now), after
 
         return self._write(work)
+
+    # -- allocation candidates ------------------------------------------------------------
+
+    def allocation_candidates(self, request: CandidateRequest) -> CandidateSet:
+        """Every way to satisfy ``request`` now (or ``request.limit`` of them, spread over
+        trees), with summaries of the providers involved. Served from the capacity index."""
+        limit = request.limit or self.max_candidates or None
+        query = candidate_resolve.query_of(
+            self.catalog, request, limit=limit, randomize=self.randomize_candidates
+        )
+        self.index.ensure_loaded()
+        with self.index.lock:
+            state = self.index.state
+            found = search(state, query)
+            return collect(
+                state,
+                query,
+                found,
+                class_name=self.catalog.resource_classes.name_of,
+                trait_name=self.catalog.traits.name_of,
+            )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from allotment.placement.api import inventories, resource_providers, root
+from allotment.placement.api import allocation_candidates, inventories, resource_providers, root
 from allotment.placement.api.http import Handler, endpoint
 from allotment.placement.api.routing import Router
 
 ROUTES: list[tuple[str, dict[str, Handler]]] = [
     ("/", {"GET": root.home}),
+    ("/allocation_candidates", {"GET": allocation_candidates.list_allocation_candidates}),
     (
         "/resource_providers",
         {
