@@ -55,8 +55,33 @@ class UnknownResourceClass(InvalidInput):
         self.name = name
 
 
+class ResourceClassNotFound(NotFound):
+    """No resource class has this name (HTTP 404 where the class is the resource itself)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"No such resource class {name}.")
+        self.name = name
+
+
+class UnknownTraits(InvalidInput):
+    """A request names traits that do not exist."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(f"No such trait {', '.join(names)}")
+        self.names = names
+
+
+class TraitNotFound(NotFound):
+    """No trait has this name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"No such trait(s): {name}.")
+        self.name = name
+
+
 class UnknownTrait(InvalidInput):
-    """A request names a trait that does not exist."""
+    """A query filters on a trait that does not exist (400 "No such trait(s): X.", the
+    wording of GET /allocation_candidates and GET /resource_providers)."""
 
     def __init__(self, name: str) -> None:
         super().__init__(f"No such trait(s): {name}.")
@@ -95,6 +120,34 @@ class ProviderInUse(Conflict):
 
 class CannotDeleteParent(Conflict):
     code = PROVIDER_CANNOT_DELETE_PARENT
+
+
+class StandardNameReadOnly(InvalidInput):
+    """Standard resource classes and traits (os-resource-classes, os-traits) are read-only."""
+
+
+class ResourceClassExists(Conflict):
+    """A resource class of that name already exists (upstream sends no specific code)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Resource class {name} already exists.")
+        self.name = name
+
+
+class ResourceClassInUse(Conflict):
+    """A resource class cannot be deleted while providers have inventory of it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Cannot delete resource class {name}. Class is in use in inventory.")
+        self.name = name
+
+
+class TraitInUse(Conflict):
+    """A trait cannot be deleted while providers have it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"The trait {name} is in use by a resource provider.")
+        self.name = name
 
 
 class Unauthorized(AllotmentError):

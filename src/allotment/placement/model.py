@@ -25,6 +25,28 @@ class Provider:
         return self.updated_at or self.created_at
 
 
+CUSTOM_PREFIX = "CUSTOM_"
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogEntry:
+    """A resource class or a trait: a name and when it was created or last renamed."""
+
+    id: int
+    name: str
+    created_at: datetime
+    updated_at: datetime | None
+
+    @property
+    def modified(self) -> datetime:
+        return self.updated_at or self.created_at
+
+    @property
+    def is_custom(self) -> bool:
+        """Operator-defined (``CUSTOM_*``); every other name is standard and read-only."""
+        return self.name.startswith(CUSTOM_PREFIX)
+
+
 MAX_INT = 2147483647
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid as uuidlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar
@@ -22,17 +22,31 @@ from allotment import errors
 from allotment.placement.candidates import CandidateSet, collect, search
 from allotment.placement.candidates import resolve as candidate_resolve
 from allotment.placement.index import CapacityIndex
-from allotment.placement.model import CandidateRequest, Inventory, Provider, RequestGroup
+from allotment.placement.model import (
+    CUSTOM_PREFIX,
+    CandidateRequest,
+    CatalogEntry,
+    Inventory,
+    Provider,
+    RequestGroup,
+)
+from allotment.placement.store import aggregates as aggregate_store
 from allotment.placement.store import changes
 from allotment.placement.store import inventories as inventory_store
 from allotment.placement.store import providers as provider_store
+from allotment.placement.store import resource_classes as rc_store
+from allotment.placement.store import traits as trait_store
 from allotment.placement.store.catalog import Catalog
-from allotment.placement.store.db import Database, utcnow
+from allotment.placement.store.db import Database, RetryTransaction, utcnow
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
 
 UNSET: Any = object()  # "the caller did not send this field" (differs from an explicit null)
+
+GENERATION_CHANGED = (
+    "Resource provider's generation already changed. Please update the generation and try again."
+)
 
 
 @dataclass
@@ -92,6 +106,9 @@ class PlacementService:
 
         result = self.db.transaction(run, retries=retries)
         txn = holder[0]
+        if txn.scope == changes.SCOPE_CATALOG:
+            # Other processes reload when they see the change; this one must not wait.
+            self.catalog.reload()
         for listener in self._listeners:
             try:
                 listener(txn)
@@ -303,6 +320,12 @@ class PlacementService:
             provider_store.lock(conn, [provider.id])
             if generation is not None and generation != provider.generation:
                 raise errors.ConcurrentUpdate("resource provider generation conflict")
+            custom = {rc_ids[n] for n in put if n.startswith(CUSTOM_PREFIX)}
+            gone = custom - rc_store.share_existing(conn, custom)
+            if gone:  # deleted by another process since our cache learnt it
+                classes.reload()
+                by_id = {v: k for k, v in rc_ids.items()}
+                raise errors.UnknownResourceClass(by_id[min(gone)])
             current = inventory_store.for_provider(conn, provider.id, classes)
             for name in sorted((delete | (set(put) if update_only else set())) - set(current)):
                 raise errors.InventoryNotFound(name)
@@ -352,6 +375,236 @@ class PlacementService:
 
         return self._write(work)
 
+    # -- resource classes -----------------------------------------------------------------
+
+    def list_resource_classes(self) -> list[CatalogEntry]:
+        """Every resource class: the standard ones in os-resource-classes order, then custom."""
+        with self.db.read() as conn:
+            return rc_store.all_classes(conn)
+
+    def get_resource_class(self, name: str) -> CatalogEntry:
+        with self.db.read() as conn:
+            found = rc_store.get(conn, name)
+        if found is None:
+            raise errors.ResourceClassNotFound(name)
+        return found
+
+    def create_resource_class(self, name: str) -> CatalogEntry:
+        """Create the custom class ``name``; ResourceClassExists when it is taken."""
+        _require_custom(name, "resource class")
+
+        def work(txn: WriteTxn) -> CatalogEntry:
+            if rc_store.get(txn.conn, name) is not None:
+                raise errors.ResourceClassExists(name)
+            txn.scope = changes.SCOPE_CATALOG
+            return rc_store.create(txn.conn, name, txn.now)
+
+        try:
+            return self._write(work)
+        except sa.exc.IntegrityError:  # created by a concurrent request
+            raise errors.ResourceClassExists(name) from None
+
+    def ensure_resource_class(self, name: str) -> tuple[CatalogEntry, bool]:
+        """The custom class ``name``, created when missing; True when this call created it."""
+        _require_custom(name, "resource class")
+        with self.db.read() as conn:
+            found = rc_store.get(conn, name)
+        if found is not None:
+            return found, False
+        try:
+            return self.create_resource_class(name), True
+        except errors.ResourceClassExists:
+            return self.get_resource_class(name), False
+
+    def rename_resource_class(self, name: str, new_name: str) -> CatalogEntry:
+        """Rename a custom class; its inventories and allocations follow (they refer to its id)."""
+        _require_custom(new_name, "resource class")
+
+        def work(txn: WriteTxn) -> CatalogEntry:
+            current = rc_store.get(txn.conn, name, lock=True)
+            if current is None:
+                raise errors.ResourceClassNotFound(name)
+            if not current.is_custom:
+                raise errors.StandardNameReadOnly(f"Cannot update standard resource class {name}.")
+            if new_name != name and rc_store.get(txn.conn, new_name) is not None:
+                raise errors.ResourceClassExists(new_name)
+            txn.scope = changes.SCOPE_CATALOG
+            return rc_store.rename(txn.conn, current, new_name, txn.now)
+
+        try:
+            return self._write(work)
+        except sa.exc.IntegrityError:
+            raise errors.ResourceClassExists(new_name) from None
+
+    def delete_resource_class(self, name: str) -> None:
+        """Delete a custom class no provider has inventory of."""
+
+        def work(txn: WriteTxn) -> None:
+            current = rc_store.get(txn.conn, name, lock=True)
+            if current is None:
+                raise errors.ResourceClassNotFound(name)
+            if not current.is_custom:
+                raise errors.StandardNameReadOnly(f"Cannot delete standard resource class {name}.")
+            if rc_store.in_use(txn.conn, current.id):
+                raise errors.ResourceClassInUse(name)
+            rc_store.delete(txn.conn, current.id)
+            txn.scope = changes.SCOPE_CATALOG
+
+        self._write(work)
+
+    # -- traits ---------------------------------------------------------------------------
+
+    def list_traits(
+        self,
+        *,
+        names: Collection[str] | None = None,
+        prefix: str | None = None,
+        associated: bool | None = None,
+    ) -> list[CatalogEntry]:
+        """Traits in id order, filtered by exact names, a literal name prefix and/or whether
+        any provider has them. A few hundred rows: filtering them here beats per-filter SQL."""
+        with self.db.read() as conn:
+            found = trait_store.all_traits(conn)
+            used = trait_store.associated_ids(conn) if associated is not None else set()
+        if names is not None:
+            wanted = set(names)
+            found = [t for t in found if t.name in wanted]
+        if prefix is not None:
+            found = [t for t in found if t.name.startswith(prefix)]
+        if associated is not None:
+            found = [t for t in found if (t.id in used) == associated]
+        return found
+
+    def get_trait(self, name: str) -> CatalogEntry:
+        with self.db.read() as conn:
+            found = trait_store.get(conn, name)
+        if found is None:
+            raise errors.TraitNotFound(name)
+        return found
+
+    def ensure_trait(self, name: str) -> tuple[CatalogEntry, bool]:
+        """The custom trait ``name``, created when missing; True when this call created it."""
+        _require_custom(name, "trait")
+        with self.db.read() as conn:
+            found = trait_store.get(conn, name)
+        if found is not None:
+            return found, False
+
+        def work(txn: WriteTxn) -> tuple[CatalogEntry, bool]:
+            existing = trait_store.get(txn.conn, name)
+            if existing is not None:
+                return existing, False
+            txn.scope = changes.SCOPE_CATALOG
+            return trait_store.create(txn.conn, name, txn.now), True
+
+        try:
+            return self._write(work)
+        except sa.exc.IntegrityError:  # created by a concurrent request
+            return self.get_trait(name), False
+
+    def delete_trait(self, name: str) -> None:
+        """Delete a custom trait no provider has."""
+
+        def work(txn: WriteTxn) -> None:
+            current = trait_store.get(txn.conn, name, lock=True)
+            if current is None:
+                raise errors.TraitNotFound(name)
+            if not current.is_custom:
+                raise errors.StandardNameReadOnly(f"Cannot delete standard trait {name}.")
+            if trait_store.in_use(txn.conn, current.id):
+                raise errors.TraitInUse(name)
+            trait_store.delete(txn.conn, current.id)
+            txn.scope = changes.SCOPE_CATALOG
+
+        self._write(work)
+
+    def get_provider_traits(self, uuid: str) -> tuple[Provider, list[CatalogEntry]]:
+        with self.db.read() as conn:
+            provider = provider_store.require(conn, uuid)
+            return provider, trait_store.for_provider(conn, provider.id)
+
+    def set_provider_traits(
+        self, uuid: str, names: Sequence[str], *, generation: int | None
+    ) -> tuple[Provider, list[CatalogEntry]]:
+        """Replace the provider's traits with ``names``.
+
+        ``generation`` is the provider generation the caller last saw (None: whatever it is
+        now). The generation moves only when the set of traits actually changes, as upstream.
+        Returns the provider as it is now and its traits in id order.
+        """
+        wanted = list(dict.fromkeys(names))
+
+        def work(txn: WriteTxn) -> tuple[Provider, list[CatalogEntry]]:
+            conn = txn.conn
+            provider = provider_store.require(conn, uuid)
+            provider_store.lock(conn, [provider.id])
+            if generation is not None and generation != provider.generation:
+                raise errors.ConcurrentUpdate(GENERATION_CHANGED)
+            found = trait_store.share_by_names(conn, wanted)
+            known = {t.name for t in found}
+            missing = [n for n in wanted if n not in known]
+            if missing:
+                raise errors.UnknownTraits(missing)
+            current = {t.id for t in trait_store.for_provider(conn, provider.id)}
+            target = {t.id for t in found}
+            if target == current:
+                return provider, found
+            trait_store.remove_from_provider(conn, provider.id, current - target)
+            trait_store.add_to_provider(conn, provider.id, target - current, txn.now)
+            generation_now = provider_store.bump_generation(conn, provider, txn.now)
+            txn.touch(provider.id)
+            return replace(provider, generation=generation_now, updated_at=txn.now), found
+
+        return self._write(work)
+
+    # -- aggregates -----------------------------------------------------------------------
+
+    def get_provider_aggregates(self, uuid: str) -> tuple[Provider, list[str]]:
+        """The provider and the uuids of its aggregates (in the order they were first seen)."""
+        with self.db.read() as conn:
+            provider = provider_store.require(conn, uuid)
+            return provider, list(aggregate_store.for_provider(conn, provider.id).values())
+
+    def set_provider_aggregates(
+        self, uuid: str, aggregates: Sequence[str], *, generation: int | None
+    ) -> tuple[Provider, list[str]]:
+        """Replace the provider's aggregates; aggregates never seen before are created.
+
+        With ``generation`` (microversion 1.19 on) the provider generation is checked and
+        always moves on, as upstream; without it (the older API) it is neither.
+        Returns the provider as it is now and the aggregates as stored.
+        """
+        wanted = list(dict.fromkeys(_aggregate_uuid(u) for u in aggregates))
+
+        def work(txn: WriteTxn) -> tuple[Provider, list[str]]:
+            conn = txn.conn
+            provider = provider_store.require(conn, uuid)
+            provider_store.lock(conn, [provider.id])
+            if generation is not None and generation != provider.generation:
+                raise errors.ConcurrentUpdate(GENERATION_CHANGED)
+            current = aggregate_store.for_provider(conn, provider.id)
+            have = set(current.values())
+            keep = set(wanted)
+            try:
+                new_ids = aggregate_store.ensure(
+                    conn, [u for u in wanted if u not in have], txn.now
+                )
+            except sa.exc.IntegrityError:  # another request created one of them just now
+                raise RetryTransaction from None
+            aggregate_store.dissociate(
+                conn, provider.id, [i for i, u in current.items() if u not in keep]
+            )
+            aggregate_store.associate(conn, provider.id, new_ids.values(), txn.now)
+            if generation is None:
+                if new_ids or have - keep:
+                    txn.touch(provider.id)
+                return provider, wanted
+            generation_now = provider_store.bump_generation(conn, provider, txn.now)
+            txn.touch(provider.id)
+            return replace(provider, generation=generation_now, updated_at=txn.now), wanted
+
+        return self._write(work, retries=3)
+
     # -- allocation candidates ------------------------------------------------------------
 
     def allocation_candidates(self, request: CandidateRequest) -> CandidateSet:
@@ -372,3 +625,16 @@ class PlacementService:
                 class_name=self.catalog.resource_classes.name_of,
                 trait_name=self.catalog.traits.name_of,
             )
+
+
+def _require_custom(name: str, kind: str) -> None:
+    """Only ``CUSTOM_*`` names may be created through the API; the HTTP layer says so first
+    with upstream's wording, this guards in-process callers."""
+    if not name.startswith(CUSTOM_PREFIX) or name == CUSTOM_PREFIX:
+        raise errors.InvalidInput(f"The {kind} name {name!r} must start with {CUSTOM_PREFIX}.")
+
+
+def _aggregate_uuid(value: str) -> str:
+    """Aggregates are stored as given, like upstream; only the long spellings a uuid parser
+    also accepts (braces, urn:uuid:) are shortened so they fit the 36-character column."""
+    return value if len(value) <= 36 else str(uuidlib.UUID(value))

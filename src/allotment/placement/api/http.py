@@ -71,6 +71,12 @@ class PlacementRequest:
         """Last value wins, as upstream's schema checks see the query."""
         return dict(self.query)
 
+    def require_version(self, minor: int) -> None:
+        """Hide an endpoint before microversion 1.``minor`` with a bare 404, ahead of every
+        other check, as upstream masks versioned handlers."""
+        if not self.mv.at_least(minor):
+            raise errors.NotFound("")
+
     def authorize(self, rule: str, target: dict[str, str] | None = None) -> None:
         authorize(self.context, rule, target)
 

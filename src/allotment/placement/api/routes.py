@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from allotment.placement.api import allocation_candidates, inventories, resource_providers, root
+from allotment.placement.api import (
+    aggregates,
+    allocation_candidates,
+    inventories,
+    resource_classes,
+    resource_providers,
+    root,
+    traits,
+)
 from allotment.placement.api.http import Handler, endpoint
 from allotment.placement.api.routing import Router
 
@@ -40,6 +48,38 @@ ROUTES: list[tuple[str, dict[str, Handler]]] = [
             "PUT": inventories.update_inventory,
             "DELETE": inventories.delete_inventory,
         },
+    ),
+    (
+        "/resource_providers/{uuid}/traits",
+        {
+            "GET": traits.get_provider_traits,
+            "PUT": traits.set_provider_traits,
+            "DELETE": traits.delete_provider_traits,
+        },
+    ),
+    (
+        "/resource_providers/{uuid}/aggregates",
+        {"GET": aggregates.get_aggregates, "PUT": aggregates.set_aggregates},
+    ),
+    (
+        "/resource_classes",
+        {
+            "GET": resource_classes.list_resource_classes,
+            "POST": resource_classes.create_resource_class,
+        },
+    ),
+    (
+        "/resource_classes/{name}",
+        {
+            "GET": resource_classes.get_resource_class,
+            "PUT": resource_classes.update_resource_class,
+            "DELETE": resource_classes.delete_resource_class,
+        },
+    ),
+    ("/traits", {"GET": traits.list_traits}),
+    (
+        "/traits/{name}",
+        {"GET": traits.get_trait, "PUT": traits.put_trait, "DELETE": traits.delete_trait},
     ),
 ]
 

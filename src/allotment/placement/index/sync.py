@@ -89,8 +89,6 @@ class CapacityIndex:
         """Listener for this process's committed writes."""
         if not self.loaded:
             return
-        if txn.scope == changes.SCOPE_CATALOG:
-            self.catalog.reload()
         self.refresh(txn.touched)
         if txn.seq:
             with self.lock:

@@ -17,10 +17,9 @@ import os_traits
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from allotment.placement.model import CUSTOM_PREFIX as CUSTOM_PREFIX
 from allotment.placement.store.db import Database, utcnow
 from allotment.placement.store.tables import resource_classes, traits
-
-CUSTOM_PREFIX = "CUSTOM_"
 
 
 class NameTable:
