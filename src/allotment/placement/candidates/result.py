@@ -30,7 +30,7 @@ class CandidateSet:
     suffixes: tuple[str, ...]  # request groups, in request order
     slots: tuple[SlotInfo, ...]
     picks: IntArray  # (slots, candidates): compact provider index
-    uuids: tuple[str, ...]  # compact provider index -> uuid
+    uuids: npt.NDArray[np.object_]  # compact provider index -> uuid
     summary: IntArray  # compact indices of the providers to summarize
     summary_parent: IntArray  # per summarized provider: compact index of the parent, or -1
     summary_root: IntArray
@@ -38,7 +38,8 @@ class CandidateSet:
     has_inventory: npt.NDArray[np.bool_]  # (classes, summarized providers)
     capacity: IntArray
     used: IntArray
-    traits: tuple[tuple[str, ...], ...]  # per summarized provider
+    trait_sets: tuple[tuple[str, ...], ...]  # distinct trait sets, names in trait id order
+    trait_set: IntArray  # per summarized provider: index into trait_sets
     requested: frozenset[str]  # every class any group asked for
 
     def __len__(self) -> int:
@@ -48,7 +49,7 @@ class CandidateSet:
         out: dict[str, dict[str, int]] = {}
         for slot, provider in zip(self.slots, self.picks[:, candidate].tolist(), strict=True):
             if slot.resources:
-                amounts = out.setdefault(self.uuids[provider], {})
+                amounts = out.setdefault(str(self.uuids[provider]), {})
                 for name, amount in slot.resources:
                     amounts[name] = amounts.get(name, 0) + amount
         return out
@@ -57,7 +58,7 @@ class CandidateSet:
         out: dict[str, list[str]] = {suffix: [] for suffix in self.suffixes}
         for slot, provider in zip(self.slots, self.picks[:, candidate].tolist(), strict=True):
             found = out[slot.suffix]
-            uuid = self.uuids[provider]
+            uuid = str(self.uuids[provider])
             if uuid not in found:
                 found.append(uuid)
         return out
@@ -71,15 +72,15 @@ class CandidateSet:
         for i, provider in enumerate(self.summary.tolist()):
             parent = int(self.summary_parent[i])
             yield ProviderSummary(
-                uuid=self.uuids[provider],
-                root_uuid=self.uuids[int(self.summary_root[i])],
-                parent_uuid=None if parent < 0 else self.uuids[parent],
+                uuid=str(self.uuids[provider]),
+                root_uuid=str(self.uuids[int(self.summary_root[i])]),
+                parent_uuid=None if parent < 0 else str(self.uuids[parent]),
                 resources={
                     name: (int(self.capacity[c, i]), int(self.used[c, i]))
                     for c, name in enumerate(self.class_names)
                     if self.has_inventory[c, i]
                 },
-                traits=self.traits[i],
+                traits=self.trait_sets[int(self.trait_set[i])],
             )
 
 
@@ -94,25 +95,25 @@ def _tree_members(state: IndexState, roots: IntArray) -> IntArray:
     return members
 
 
-def _trait_names(
+def _rows_marked(n: int, *parts: IntArray) -> IntArray:
+    """The distinct rows in ``parts``, ascending (a mask is cheaper than sorting)."""
+    mark = np.zeros(n, bool)
+    for part in parts:
+        mark[part] = True
+    rows: IntArray = np.flatnonzero(mark)
+    return rows
+
+
+def _trait_sets(
     state: IndexState, rows: IntArray, trait_name: Callable[[int], str]
-) -> list[tuple[str, ...]]:
-    """Trait names of each row, in trait id order; decoded once per distinct trait set."""
-    if not len(rows):
-        return []
-    words = state.traits[:, rows]
-    distinct, inverse = np.unique(words, axis=1, return_inverse=True)
-    decoded = []
-    for k in range(distinct.shape[1]):
-        ids = []
-        for w in range(distinct.shape[0]):
-            value = int(distinct[w, k])
-            while value:
-                low = value & -value
-                ids.append(state.bit_trait[w * 64 + low.bit_length() - 1])
-                value ^= low
-        decoded.append(tuple(trait_name(t) for t in sorted(ids)))
-    return [decoded[k] for k in inverse.ravel().tolist()]
+) -> tuple[tuple[tuple[str, ...], ...], IntArray]:
+    """The distinct trait sets of ``rows`` (names in trait id order) and each row's set."""
+    ids = state.trait_set[rows]
+    used = np.flatnonzero(np.bincount(ids, minlength=len(state.trait_sets)))
+    local = np.zeros(len(state.trait_sets), I64)
+    local[used] = np.arange(len(used), dtype=I64)
+    names = tuple(tuple(trait_name(t) for t in state.trait_sets[k]) for k in used.tolist())
+    return names, local[ids]
 
 
 def collect(
@@ -130,43 +131,44 @@ def collect(
         for slot in found.slots
     )
     requested = frozenset(name for need in query.needs for _, name, _ in need.resources)
-    count = len(found.anchor)
-    if not count:
+    if not len(found.anchor):
         return _empty(suffixes, slots, requested)
+    n = state.size
     picks = np.stack(found.picks)
     resourceful = [i for i, slot in enumerate(found.slots) if slot.cols]
     used_rows = picks[resourceful].ravel() if resourceful else np.zeros(0, I64)
-    roots = np.unique(state.root[used_rows])
+    roots = _rows_marked(n, state.root[used_rows])
     if query.nested_aware or not state.children:
         summary_rows = _tree_members(state, roots)
     else:
         # Before 1.29 only providers that take part in some candidate are summarized.
-        every = np.concatenate([found.all_picks[i] for i in resourceful])
-        every = np.unique(every)
-        summary_rows = every[np.isin(state.root[every], roots)]
+        every = _rows_marked(n, *(found.all_picks[i] for i in resourceful))
+        in_roots = np.zeros(n, bool)
+        in_roots[roots] = True
+        summary_rows = every[in_roots[state.root[every]]]
     parents = state.parent[summary_rows]
-    involved = np.unique(
-        np.concatenate(
-            [picks.ravel(), summary_rows, state.root[summary_rows], parents[parents >= 0]]
-        )
+    involved = _rows_marked(
+        n, picks.ravel(), summary_rows, state.root[summary_rows], parents[parents >= 0]
     )
-    uuids = tuple(state.uuids[involved].tolist())
-    compact = np.searchsorted
-    summary_parent = np.where(parents >= 0, compact(involved, np.maximum(parents, 0)), -1)
+    compact = np.full(n, -1, I64)
+    compact[involved] = np.arange(len(involved), dtype=I64)
     cols = np.flatnonzero(state.inv[:, summary_rows].any(axis=1))
+    grid = (cols[:, None], summary_rows[None, :])
+    trait_sets, trait_set = _trait_sets(state, summary_rows, trait_name)
     return CandidateSet(
         suffixes=suffixes,
         slots=slots,
-        picks=compact(involved, picks),
-        uuids=uuids,
-        summary=compact(involved, summary_rows),
-        summary_parent=summary_parent,
-        summary_root=compact(involved, state.root[summary_rows]),
+        picks=compact[picks],
+        uuids=state.uuids[involved],
+        summary=compact[summary_rows],
+        summary_parent=np.where(parents >= 0, compact[np.maximum(parents, 0)], -1),
+        summary_root=compact[state.root[summary_rows]],
         class_names=tuple(class_name(state.col_rc[c]) for c in cols.tolist()),
-        has_inventory=state.inv[cols][:, summary_rows],
-        capacity=state.capacity[cols][:, summary_rows],
-        used=state.used[cols][:, summary_rows],
-        traits=tuple(_trait_names(state, summary_rows, trait_name)),
+        has_inventory=state.inv[grid],
+        capacity=state.capacity[grid],
+        used=state.used[grid],
+        trait_sets=trait_sets,
+        trait_set=trait_set,
         requested=requested,
     )
 
@@ -179,7 +181,7 @@ def _empty(
         suffixes=suffixes,
         slots=tuple(slots),
         picks=np.zeros((len(slots), 0), I64),
-        uuids=(),
+        uuids=np.zeros(0, object),
         summary=none,
         summary_parent=none,
         summary_root=none,
@@ -187,6 +189,7 @@ def _empty(
         has_inventory=np.zeros((0, 0), bool),
         capacity=np.zeros((0, 0), I64),
         used=np.zeros((0, 0), I64),
-        traits=(),
+        trait_sets=(),
+        trait_set=none,
         requested=requested,
     )

@@ -40,7 +40,7 @@ def _grown(array: Any, size: int, axis: int, fill: object) -> Any:
 class IndexState:
     """All providers as arrays. Not thread-safe by itself."""
 
-    _ROW_ARRAYS = ("ids", "alive", "root", "parent", "uuids")
+    _ROW_ARRAYS = ("ids", "alive", "root", "parent", "uuids", "trait_set")
     _COL_ARRAYS = (
         "inv",
         "total",
@@ -82,6 +82,11 @@ class IndexState:
         self.trait_bit: dict[int, int] = {}
         self.bit_trait: list[int] = []
         self.traits: npt.NDArray[np.uint64] = np.zeros((words, rows), np.uint64)
+        # Providers share few distinct trait sets: each row's set as an id into trait_sets
+        # (trait ids, ascending), so summaries decode each set once.
+        self.trait_set: IntArray = np.zeros(rows, I64)
+        self.trait_sets: list[tuple[int, ...]] = [()]
+        self._trait_set_ids: dict[tuple[int, ...], int] = {(): 0}
 
         self.agg_rows: dict[int, set[int]] = {}
         self.row_aggs: list[frozenset[int]] = [_NO_AGGS] * rows
@@ -193,14 +198,12 @@ class IndexState:
         out[self.aggregate_rows(agg_ids)] = True
         return out
 
-    def trait_ids_of(self, row: int) -> list[int]:
-        found = []
-        for word in range(self.traits.shape[0]):
-            value = int(self.traits[word, row])
-            while value:
-                low = value & -value
-                found.append(self.bit_trait[word * 64 + low.bit_length() - 1])
-                value ^= low
+    def _trait_set_id(self, trait_ids: tuple[int, ...]) -> int:
+        found = self._trait_set_ids.get(trait_ids)
+        if found is None:
+            found = len(self.trait_sets)
+            self.trait_sets.append(trait_ids)
+            self._trait_set_ids[trait_ids] = found
         return found
 
     def tree_order(self) -> tuple[IntArray, IntArray]:
@@ -255,6 +258,7 @@ class IndexState:
         self.capacity[:, row] = 0
         self.free[:, row] = 0
         self.traits[:, row] = 0
+        self.trait_set[row] = 0
         for agg_id in self.row_aggs[row]:
             self.agg_rows[agg_id].discard(row)
             self._agg_arrays.pop(agg_id, None)
@@ -310,9 +314,13 @@ class IndexState:
             self.ratio[col, row] = ratio
         for pid, rc_id, used in facts.usages:
             self.used[self.column(rc_id), rows[pid]] = used
+        trait_ids: dict[int, list[int]] = {}
         for pid, trait_id in facts.traits:
             bit = self.bit(trait_id)
             self.traits[bit // 64, rows[pid]] |= np.uint64(1 << (bit % 64))
+            trait_ids.setdefault(rows[pid], []).append(trait_id)
+        for row, ids in trait_ids.items():
+            self.trait_set[row] = self._trait_set_id(tuple(sorted(set(ids))))
         by_row: dict[int, set[int]] = {}
         for pid, agg_id, agg_uuid in facts.aggregates:
             self.agg_by_uuid[agg_uuid] = agg_id
@@ -389,14 +397,19 @@ class IndexState:
             bits = np.array([state.trait_bit[t] for t in pairs[:, 1].tolist()], I64)
             values = np.left_shift(np.uint64(1), (bits % 64).astype(np.uint64))
             np.bitwise_or.at(state.traits, (bits // 64, rows), values)
-        by_row: dict[int, set[int]] = {}
+            by_row: dict[int, list[int]] = {}
+            for row, trait_id in zip(rows.tolist(), pairs[:, 1].tolist(), strict=True):
+                by_row.setdefault(row, []).append(trait_id)
+            for row, trait_ids in by_row.items():
+                state.trait_set[row] = state._trait_set_id(tuple(sorted(set(trait_ids))))
+        agg_by_row: dict[int, set[int]] = {}
         for pid, agg_id, agg_uuid in facts.aggregates:
             row = state.row_of_id[pid]
             state.agg_by_uuid[agg_uuid] = agg_id
             state.agg_uuid[agg_id] = agg_uuid
             state.agg_rows.setdefault(agg_id, set()).add(row)
-            by_row.setdefault(row, set()).add(agg_id)
-        for row, agg_ids in by_row.items():
+            agg_by_row.setdefault(row, set()).add(agg_id)
+        for row, agg_ids in agg_by_row.items():
             state.row_aggs[row] = frozenset(agg_ids)
         state._derive(np.arange(n, dtype=I64))
         return state
