@@ -106,6 +106,24 @@ class ConcurrentUpdate(Conflict):
     code = CONCURRENT_UPDATE
 
 
+class GenerationConflict(ConcurrentUpdate):
+    """The provider or consumer generation a caller sent is not the current one (HTTP 409);
+    the message says which object and both generations."""
+
+
+class InvalidAllocation(Conflict):
+    """An allocation does not fit: no such inventory, over capacity, or outside min_unit,
+    max_unit and step_size (HTTP 409; upstream gives it no specific code)."""
+
+
+class AllocationProviderNotFound(InvalidInput):
+    """An allocation names a resource provider that does not exist."""
+
+    def __init__(self, uuid: str) -> None:
+        super().__init__(f"Allocation for resource provider '{uuid}' that does not exist.")
+        self.uuid = uuid
+
+
 class DuplicateName(Conflict):
     code = DUPLICATE_NAME
 

@@ -133,3 +133,65 @@ class ProviderSummary:
     parent_uuid: str | None
     resources: Mapping[str, tuple[int, int]]
     traits: tuple[str, ...]
+
+
+# Upstream's project and user ids for consumers written before microversion 1.8, when
+# allocations carried neither ("incomplete consumers").
+INCOMPLETE_CONSUMER_ID = "00000000-0000-0000-0000-000000000000"
+# How usages and GET /allocations name consumers whose type is not set (upstream's alias).
+UNKNOWN_CONSUMER_TYPE = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerWrite:
+    """What one consumer's allocations, owner and type should be after a write.
+
+    ``allocations`` maps provider uuid -> resource class -> amount; empty means "remove all
+    of this consumer's allocations". ``generation`` is the consumer generation the caller
+    last saw (None: the consumer must not exist yet); it is compared only when
+    ``check_generation`` (microversion 1.28 and later). ``consumer_type`` None leaves the
+    type as it is (before 1.38).
+    """
+
+    allocations: Mapping[str, Mapping[str, int]]
+    project_id: str
+    user_id: str
+    generation: int | None = None
+    check_generation: bool = True
+    consumer_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Consumer:
+    uuid: str
+    project_id: str
+    user_id: str
+    generation: int
+    consumer_type: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    """One resource class's amount held by one consumer on one provider."""
+
+    provider_uuid: str
+    provider_generation: int
+    consumer: Consumer
+    resource_class: str
+    used: int
+    created_at: datetime
+    updated_at: datetime | None
+
+    @property
+    def modified(self) -> datetime:
+        return self.updated_at or self.created_at
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Allocated amount of one class for one consumer type (None: every type together)."""
+
+    consumer_type: str | None
+    resource_class: str
+    used: int
+    consumer_count: int = 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid as uuidlib
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar
@@ -24,13 +24,18 @@ from allotment.placement.candidates import resolve as candidate_resolve
 from allotment.placement.index import CapacityIndex
 from allotment.placement.model import (
     CUSTOM_PREFIX,
+    UNKNOWN_CONSUMER_TYPE,
+    Allocation,
     CandidateRequest,
     CatalogEntry,
+    ConsumerWrite,
     Inventory,
     Provider,
     RequestGroup,
+    Usage,
 )
 from allotment.placement.store import aggregates as aggregate_store
+from allotment.placement.store import allocations as allocation_store
 from allotment.placement.store import changes
 from allotment.placement.store import inventories as inventory_store
 from allotment.placement.store import providers as provider_store
@@ -57,7 +62,9 @@ class WriteTxn:
     now: datetime
     touched: set[int] = field(default_factory=set)
     scope: str = changes.SCOPE_PROVIDERS
-    # Facts a listener can apply without reading SQL again (e.g. usage deltas), by topic.
+    # Facts a listener can apply without reading SQL again, by topic. "usage_deltas":
+    # {(provider id, class id): change of used}, noted only by writes whose sole effect on
+    # the touched providers is their usage (the capacity index applies them as they are).
     notes: dict[str, Any] = field(default_factory=dict)
     seq: int = 0
 
@@ -625,6 +632,216 @@ class PlacementService:
                 class_name=self.catalog.resource_classes.name_of,
                 trait_name=self.catalog.traits.name_of,
             )
+
+    # -- allocations ----------------------------------------------------------------------
+
+    def get_consumer_allocations(self, consumer_uuid: str) -> list[Allocation]:
+        """A consumer's allocations (empty when it has none, or does not exist)."""
+        with self.db.read() as conn:
+            return allocation_store.for_consumer(
+                conn, consumer_uuid, self.catalog.resource_classes, self.catalog.consumer_types
+            )
+
+    def get_provider_allocations(self, uuid: str) -> tuple[Provider, list[Allocation]]:
+        with self.db.read() as conn:
+            provider = provider_store.require(conn, uuid)
+            return provider, allocation_store.for_provider(
+                conn, provider.uuid, provider.id, provider.generation, self.catalog.resource_classes
+            )
+
+    def set_allocations(self, writes: Mapping[str, ConsumerWrite]) -> None:
+        """Replace the allocations of one or more consumers atomically (a claim, a move,
+        a release), checking consumer generations and capacity in one transaction."""
+        rc_ids, type_ids = self._resolve(writes)
+
+        def work(txn: WriteTxn) -> None:
+            replacement = allocation_store.Replacement(txn.conn, txn.now, writes, rc_ids, type_ids)
+            replacement.lock_consumers()
+            replacement.check_generations()
+            replacement.lock_providers()
+            replacement.check_providers()
+            replacement.apply()
+            self._note_allocations(txn, replacement.touched, replacement.usage_deltas)
+
+        self._write(work, retries=self.db.write_retries)
+
+    def delete_allocations(self, consumer_uuid: str) -> None:
+        """Remove every allocation of a consumer (and the consumer)."""
+
+        def work(txn: WriteTxn) -> None:
+            removed = allocation_store.delete_for_consumer(txn.conn, consumer_uuid)
+            if removed is None:
+                raise errors.NotFound(f"No allocations for consumer '{consumer_uuid}'")
+            self._note_allocations(
+                txn, {rp_id for rp_id, _ in removed.usage_deltas}, removed.usage_deltas
+            )
+
+        self._write(work, retries=self.db.write_retries)
+
+    def _resolve(
+        self, writes: Mapping[str, ConsumerWrite]
+    ) -> tuple[dict[str, int], dict[str, int | None]]:
+        """Resource class ids of the names used (unknown ones are reported in order, inside
+        the transaction) and consumer type ids, creating new types as upstream does."""
+        names = {
+            rc for write in writes.values() for res in write.allocations.values() for rc in res
+        }
+        rc_ids, _ = self.catalog.resource_classes.ids_of(names)
+        type_ids: dict[str, int | None] = {
+            uuid: self.catalog.consumer_types.ensure(write.consumer_type)
+            for uuid, write in writes.items()
+            if write.consumer_type is not None
+        }
+        return rc_ids, type_ids
+
+    @staticmethod
+    def _note_allocations(
+        txn: WriteTxn, touched: set[int], deltas: Mapping[tuple[int, int], int]
+    ) -> None:
+        txn.touch(*touched)
+        merged: dict[tuple[int, int], int] = txn.notes.setdefault("usage_deltas", {})
+        for key, delta in deltas.items():
+            merged[key] = merged.get(key, 0) + delta
+
+    # -- usages ---------------------------------------------------------------------------
+
+    def get_provider_usages(self, uuid: str) -> tuple[Provider, dict[str, int]]:
+        """Used amount per class the provider has inventory of."""
+        with self.db.read() as conn:
+            provider = provider_store.require(conn, uuid)
+            return provider, allocation_store.provider_usage(
+                conn, provider.id, self.catalog.resource_classes
+            )
+
+    def get_total_usages(
+        self,
+        project_id: str,
+        user_id: str | None = None,
+        *,
+        by_type: bool = False,
+        consumer_type: str | None = None,
+    ) -> list[Usage]:
+        """A project's (and user's) usage per class; with ``by_type`` (1.38) per consumer
+        type with consumer counts. ``consumer_type`` "all" groups every type together,
+        "unknown" keeps consumers without a type, any other name keeps that type only."""
+        types = self.catalog.consumer_types
+        type_filter = None
+        group = by_type and consumer_type not in ("all", UNKNOWN_CONSUMER_TYPE)
+        if by_type and consumer_type == UNKNOWN_CONSUMER_TYPE:
+            type_filter = allocation_store.type_is(None)
+        elif by_type and consumer_type not in (None, "all"):
+            type_id = types.id_of(consumer_type)
+            if type_id is None:
+                return []
+            type_filter = allocation_store.type_is(type_id)
+        with self.db.read() as conn:
+            sums, counts = allocation_store.total_usage(
+                conn,
+                project_id=project_id,
+                user_id=user_id,
+                type_filter=type_filter,
+                by_type=group,
+            )
+
+        def label(type_id: int | None) -> str | None:
+            if not by_type:
+                return None
+            if not group:
+                return consumer_type
+            return UNKNOWN_CONSUMER_TYPE if type_id is None else types.name_of(type_id)
+
+        classes = self.catalog.resource_classes
+        return [
+            Usage(label(type_id), classes.name_of(rc_id), used, counts.get(type_id, 0))
+            for type_id, rc_id, used in sums
+        ]
+
+    # -- reshaper -------------------------------------------------------------------------
+
+    def reshape(
+        self,
+        inventories: Mapping[str, tuple[int, Mapping[str, Inventory]]],
+        writes: Mapping[str, ConsumerWrite],
+    ) -> None:
+        """Change inventories of several providers and allocations of several consumers in
+        one transaction (e.g. moving VGPU inventory and its allocations to a new child).
+
+        ``inventories`` maps provider uuid -> (generation the caller saw, the complete new
+        inventory). As upstream: the new inventories are first added next to the old ones,
+        then allocations are replaced (checked against that), then the old classes that are
+        no longer wanted are removed, which fails while allocations still use them.
+        """
+        rc_ids, type_ids = self._resolve(writes)
+        inv_ids, _ = self.catalog.resource_classes.ids_of(
+            {name for _, wanted in inventories.values() for name in wanted}
+        )
+        classes = self.catalog.resource_classes
+
+        def work(txn: WriteTxn) -> None:
+            conn = txn.conn
+            replacement = allocation_store.Replacement(conn, txn.now, writes, rc_ids, type_ids)
+            replacement.lock_consumers()
+            found = replacement.lock_providers(also=list(inventories))
+            current = provider_store.get_by_ids(conn, found.values())
+            for uuid, (generation, _) in inventories.items():
+                if uuid not in found:
+                    raise errors.InvalidInput(
+                        f"Resource provider {uuid} in inventories not found: "
+                        f"No resource provider with uuid {uuid} found",
+                        code=errors.RESOURCE_PROVIDER_NOT_FOUND,
+                    )
+                actual = current[found[uuid]].generation
+                if generation != actual:
+                    raise errors.GenerationConflict(
+                        f"resource provider generation conflict for provider {uuid}: "
+                        f"actual: {actual}, given: {generation}"
+                    )
+            replacement.check_generations()
+            replacement.check_providers()
+            # Step 1: the union of old and new inventories, so allocations can move.
+            for uuid, (_, wanted) in inventories.items():
+                if wanted:
+                    rp_id = found[uuid]
+                    have = inventory_store.for_provider(conn, rp_id, classes)
+                    self._put_inventories(txn, rp_id, wanted, have, inv_ids)
+                    allocation_store.bump_generations(conn, [rp_id], txn.now)
+            # Step 2: the allocations, checked against the interim inventories.
+            replacement.apply()
+            # Step 3: exactly the new inventories.
+            for uuid, (_, wanted) in inventories.items():
+                rp_id = found[uuid]
+                have = inventory_store.for_provider(conn, rp_id, classes)
+                removing = sorted(classes.id_of(n) or 0 for n in set(have) - set(wanted))
+                used = inventory_store.usage(conn, rp_id)
+                in_use = [classes.name_of(i) for i in removing if used.get(i, 0) > 0]
+                if in_use:
+                    raise errors.InventoryInUse(
+                        f"Inventory for '{', '.join(in_use)}' on resource provider '{uuid}' in use."
+                    )
+                inventory_store.delete(conn, rp_id, removing)
+                self._put_inventories(txn, rp_id, wanted, have, inv_ids)
+                allocation_store.bump_generations(conn, [rp_id], txn.now)
+            # Not noted as usage deltas: inventories changed too, so listeners re-read.
+            txn.touch(*replacement.touched, *found.values())
+
+        self._write(work, retries=self.db.write_retries)
+
+    @staticmethod
+    def _put_inventories(
+        txn: WriteTxn,
+        rp_id: int,
+        wanted: Mapping[str, Inventory],
+        have: Mapping[str, Inventory],
+        rc_ids: Mapping[str, int],
+    ) -> None:
+        for name, inventory in wanted.items():
+            rc_id = rc_ids.get(name)
+            if rc_id is None:
+                raise errors.UnknownResourceClass(name)
+            if name in have:
+                inventory_store.update(txn.conn, rp_id, rc_id, inventory, txn.now)
+            else:
+                inventory_store.insert(txn.conn, rp_id, rc_id, inventory, txn.now)
 
 
 def _require_custom(name: str, kind: str) -> None:

@@ -5,11 +5,14 @@ from __future__ import annotations
 from allotment.placement.api import (
     aggregates,
     allocation_candidates,
+    allocations,
     inventories,
+    reshaper,
     resource_classes,
     resource_providers,
     root,
     traits,
+    usages,
 )
 from allotment.placement.api.http import Handler, endpoint
 from allotment.placement.api.routing import Router
@@ -81,6 +84,19 @@ ROUTES: list[tuple[str, dict[str, Handler]]] = [
         "/traits/{name}",
         {"GET": traits.get_trait, "PUT": traits.put_trait, "DELETE": traits.delete_trait},
     ),
+    ("/resource_providers/{uuid}/usages", {"GET": usages.list_for_provider}),
+    ("/resource_providers/{uuid}/allocations", {"GET": allocations.list_for_provider}),
+    ("/allocations", {"POST": allocations.set_for_consumers}),
+    (
+        "/allocations/{consumer_uuid}",
+        {
+            "GET": allocations.list_for_consumer,
+            "PUT": allocations.set_for_consumer,
+            "DELETE": allocations.delete_for_consumer,
+        },
+    ),
+    ("/usages", {"GET": usages.totals}),
+    ("/reshaper", {"POST": reshaper.reshape}),
 ]
 
 

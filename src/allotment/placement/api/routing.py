@@ -56,10 +56,12 @@ class Router:
             await response(scope, receive, send)
             return
         ctx = scope["state"]["context"]
+        accept = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"accept"), None)
         response = error_response(
             exc,
             request_id=ctx.request_id,
             with_code=mv_or_min(scope).at_least(ERROR_CODE_MINOR),
             method=method,
+            accept=accept,
         )
         await response(scope, receive, send)

@@ -11,7 +11,7 @@ An ``IndexState`` is only read or changed under its owner's lock (``CapacityInde
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -40,7 +40,7 @@ def _grown(array: Any, size: int, axis: int, fill: object) -> Any:
 class IndexState:
     """All providers as arrays. Not thread-safe by itself."""
 
-    _ROW_ARRAYS = ("ids", "alive", "root", "parent", "uuids", "trait_set")
+    _ROW_ARRAYS = ("ids", "alive", "root", "parent", "uuids", "trait_set", "seen")
     _COL_ARRAYS = (
         "inv",
         "total",
@@ -61,6 +61,8 @@ class IndexState:
         self.root: IntArray = np.full(rows, -1, I64)
         self.parent: IntArray = np.full(rows, -1, I64)
         self.uuids: npt.NDArray[np.object_] = np.full(rows, None, object)
+        # Change-log position of the snapshot each row was last read from.
+        self.seen: IntArray = np.zeros(rows, I64)
         self.row_of_id: dict[int, int] = {}
         self.row_of_uuid: dict[str, int] = {}
         self._free_rows: list[int] = []
@@ -332,10 +334,33 @@ class IndexState:
                 self.agg_rows.setdefault(agg_id, set()).add(row)
                 self._agg_arrays.pop(agg_id, None)
         changed = np.fromiter(rows.values(), I64, len(rows))
+        self.seen[changed] = facts.seq
         self._derive(changed)
         self.version += 1
         if tree_changed:
             self.tree_version += 1
+
+    def add_usage(self, deltas: Mapping[tuple[int, int], int], seq: int) -> set[int]:
+        """Apply ``{(provider id, class id): change of used}`` of the write at change-log
+        position ``seq``, except to rows read from a snapshot that already had it; returns
+        the providers that could not be updated this way (unknown here, or a class without
+        a column)."""
+        missing: set[int] = set()
+        changed = []
+        for (provider_id, rc_id), delta in deltas.items():
+            row = self.row_of_id.get(provider_id)
+            col = self.rc_col.get(rc_id)
+            if row is None or col is None:
+                missing.add(provider_id)
+                continue
+            if self.seen[row] >= seq:
+                continue
+            self.used[col, row] += delta
+            self.free[col, row] -= delta
+            changed.append(row)
+        if changed:
+            self.version += 1
+        return missing
 
     def _derive(self, rows: IntArray) -> None:
         if not len(rows):
@@ -411,5 +436,6 @@ class IndexState:
             agg_by_row.setdefault(row, set()).add(agg_id)
         for row, agg_ids in agg_by_row.items():
             state.row_aggs[row] = frozenset(agg_ids)
+        state.seen[:n] = facts.seq
         state._derive(np.arange(n, dtype=I64))
         return state

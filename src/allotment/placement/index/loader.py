@@ -79,7 +79,7 @@ class Facts:
     traits: list[tuple[int, int]] = field(default_factory=list)
     # provider id, aggregate id, aggregate uuid (canonical spelling)
     aggregates: list[tuple[int, int, str]] = field(default_factory=list)
-    # The change-log position these facts are at least as new as.
+    # The change-log position of the snapshot: every write up to it is in these facts.
     seq: int = 0
 
     def extend(self, other: Facts) -> None:
@@ -142,6 +142,7 @@ def read_some(
     wanted = sorted(set(provider_ids))
     seen: set[int] = set()
     with snapshot(db) as conn:
+        facts.seq = changes.latest(conn)
         while wanted:
             seen.update(wanted)
             part = Facts()

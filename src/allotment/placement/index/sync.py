@@ -9,7 +9,9 @@
 
 Refreshing re-reads a provider's current rows, so applying the same change twice, or late,
 is harmless. Refreshes are serialized (read and apply under ``_refresh_lock``) so an older
-read can never overwrite a newer one; searches only wait for the short apply step.
+read can never overwrite a newer one; searches only wait for the short apply step. A claim's
+usage deltas are applied instead of a re-read, except to rows whose last read (a snapshot
+at a known change-log position) already included that claim.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 _BATCH = 10000
+USAGE_DELTAS = "usage_deltas"  # WriteTxn.notes topic (see service.WriteTxn)
 
 
 class CapacityIndex:
@@ -86,10 +89,16 @@ class CapacityIndex:
                     raise
 
     def on_write(self, txn: WriteTxn) -> None:
-        """Listener for this process's committed writes."""
+        """Listener for this process's committed writes: apply the usage deltas a claim
+        noted, re-read every other touched provider."""
         if not self.loaded:
             return
-        self.refresh(txn.touched)
+        deltas = txn.notes.get(USAGE_DELTAS)
+        reread = set(txn.touched)
+        if deltas is not None:
+            with self._refresh_lock, self.lock:
+                reread = self.state.add_usage(deltas, txn.seq)
+        self.refresh(reread)
         if txn.seq:
             with self.lock:
                 if txn.seq > self.seq:

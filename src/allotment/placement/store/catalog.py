@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from allotment.placement.model import CUSTOM_PREFIX as CUSTOM_PREFIX
 from allotment.placement.store.db import Database, utcnow
-from allotment.placement.store.tables import resource_classes, traits
+from allotment.placement.store.tables import consumer_types, resource_classes, traits
 
 
 class NameTable:
@@ -66,6 +66,23 @@ class NameTable:
             found = self._by_id[ident]
         return found
 
+    def ensure(self, name: str) -> int:
+        """The id of ``name``, inserting it first when it does not exist yet.
+
+        Runs in its own short transaction, so a writer that needs the name can look it up
+        before its own transaction starts; a concurrent insert by another process is fine.
+        """
+        found = self.id_of(name)
+        if found is not None:
+            return found
+        try:
+            with self.db.write() as conn:
+                conn.execute(self.table.insert(), {"name": name, "created_at": utcnow()})
+        except sa.exc.IntegrityError:
+            pass  # another process created it first
+        self.reload()
+        return self._by_name[name]
+
     def names(self) -> list[str]:
         return list(self._by_name)
 
@@ -92,11 +109,13 @@ class NameTable:
 
 
 class Catalog:
-    """Resource classes and traits of one database."""
+    """Resource classes, traits and consumer types of one database."""
 
     def __init__(self, db: Database) -> None:
         self.resource_classes = NameTable(db, resource_classes)
         self.traits = NameTable(db, traits)
+        # Created on first use by an allocation write (microversion 1.38), as upstream.
+        self.consumer_types = NameTable(db, consumer_types)
 
     def sync_standard(self) -> None:
         self.resource_classes.sync(os_resource_classes.STANDARDS)
@@ -105,3 +124,4 @@ class Catalog:
     def reload(self) -> None:
         self.resource_classes.reload()
         self.traits.reload()
+        self.consumer_types.reload()

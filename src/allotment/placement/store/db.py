@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -130,7 +131,15 @@ class Database:
         @event.listens_for(self.engine, "begin")
         def _begin(conn: Connection) -> None:
             write = conn.get_execution_options().get("allotment_write", False)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+            statement = "BEGIN IMMEDIATE" if write else "BEGIN"
+            # Straight to the driver: SQLAlchemy's statement machinery would cost more than
+            # the statement itself on every transaction.
+            try:
+                conn.connection.driver_connection.execute(statement)  # type: ignore[union-attr]
+            except sqlite3.Error as exc:  # wrapped, so "database is locked" is retried
+                raise sa.exc.DBAPIError.instance(
+                    statement, (), exc, sqlite3.Error, dialect=conn.dialect
+                ) from exc
 
     @property
     def locks_rows(self) -> bool:

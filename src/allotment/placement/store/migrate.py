@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -9,6 +12,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
 
 from allotment.errors import ConfigError
 from allotment.placement.store.db import Database
@@ -25,25 +29,18 @@ def _config() -> Config:
 _LOCK_NAME = "allotment_schema_migration"
 
 
-def upgrade(db: Database, revision: str = "head") -> None:
-    """Bring the schema to ``revision``; a no-op when it is already there.
-
-    Several processes may start at once against one empty server database: a database-level
-    advisory lock makes the first one migrate while the others wait and then find the
-    schema current.
-    """
-    cfg = _config()
-    with db.engine.connect() as conn:
+@contextmanager
+def _migration_lock(db: Database) -> Iterator[Connection]:
+    """A connection holding the database-wide migration lock (PostgreSQL advisory lock,
+    MySQL GET_LOCK, an flock on a file beside an SQLite database)."""
+    with _sqlite_file_lock(db), db.engine.connect() as conn:
         if db.dialect == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_lock(hashtext(:n))"), {"n": _LOCK_NAME})
         elif db.dialect == "mysql":
             conn.execute(sa.text("SELECT GET_LOCK(:n, 300)"), {"n": _LOCK_NAME})
         conn.commit()
         try:
-            conn.execution_options(allotment_write=True)
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
-            conn.commit()
+            yield conn
         finally:
             if db.dialect == "postgresql":
                 conn.execute(sa.text("SELECT pg_advisory_unlock(hashtext(:n))"), {"n": _LOCK_NAME})
@@ -52,20 +49,58 @@ def upgrade(db: Database, revision: str = "head") -> None:
             conn.commit()
 
 
+@contextmanager
+def _sqlite_file_lock(db: Database) -> Iterator[None]:
+    database = sa.engine.make_url(db.url).database
+    if db.dialect != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate-lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _upgrade_locked(conn: Connection, revision: str) -> None:
+    cfg = _config()
+    conn.execution_options(allotment_write=True)
+    cfg.attributes["connection"] = conn
+    command.upgrade(cfg, revision)
+    conn.commit()
+
+
+def upgrade(db: Database, revision: str = "head") -> None:
+    """Bring the schema to ``revision``; a no-op when it is already there.
+
+    Several processes may start at once against one empty server database: the migration
+    lock makes the first one migrate while the others wait and then find the schema current.
+    """
+    with _migration_lock(db) as conn:
+        _upgrade_locked(conn, revision)
+
+
 def prepare(db: Database) -> None:
     """Create the schema on an empty database; refuse to run on an outdated one."""
-    current = current_revision(db)
     head = head_revision()
-    if current == head:
+    if current_revision(db) == head:
         return
-    if current is None:
-        if sa.inspect(db.engine).has_table("resource_providers"):
-            raise ConfigError(
-                "the database has allotment tables but no schema revision; it was not created "
-                "by 'allotment db upgrade' and will not be touched"
-            )
-        upgrade(db)
-        return
+    # Decide under the lock: on MySQL the DDL of a concurrent first start is visible before
+    # its revision is stamped, so an unlocked look could mistake it for foreign tables.
+    with _migration_lock(db) as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+        conn.commit()
+        if current == head:
+            return
+        if current is None:
+            if sa.inspect(conn).has_table("resource_providers"):
+                raise ConfigError(
+                    "the database has allotment tables but no schema revision; it was not "
+                    "created by 'allotment db upgrade' and will not be touched"
+                )
+            _upgrade_locked(conn, "head")
+            return
     raise ConfigError(
         f"the database schema is at revision {current} but this allotment needs {head}: "
         "run 'allotment db upgrade' (with the same --database-url) first"

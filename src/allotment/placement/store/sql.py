@@ -34,6 +34,19 @@ class _Compiled:
     expanding: frozenset[str]
 
 
+def _result_processor(type_: Any, dialect: Dialect) -> Processor:
+    """A column's result conversion, known without a live cursor.
+
+    Some drivers choose it from the database type code of the result (psycopg's floats),
+    which is unknown at compile time; their values arrive already converted, so none is
+    needed.
+    """
+    try:
+        return cast(Processor, type_._cached_result_processor(dialect, None))
+    except (TypeError, sa.exc.InvalidRequestError):
+        return None
+
+
 class Prepared:
     """A Core statement compiled once per dialect, run on the raw DBAPI cursor."""
 
@@ -72,7 +85,7 @@ class Prepared:
         columns = getattr(self.statement, "selected_columns", None)
         if columns is None:
             columns = getattr(self.statement, "_returning", ()) or ()
-        results = tuple(c.type._cached_result_processor(dialect, None) for c in columns)
+        results = tuple(_result_processor(c.type, dialect) for c in columns)
         defaults = {
             name: bind.effective_value
             for name, bind in compiled.binds.items()
@@ -97,8 +110,7 @@ class Prepared:
             return [flat[key] for key in compiled.positions]
         return flat
 
-    def _cursor(self, conn: Connection, params: Mapping[str, Any]) -> tuple[Any, _Compiled]:
-        dialect = conn.dialect
+    def _compiled(self, dialect: Dialect, params: Mapping[str, Any]) -> _Compiled:
         # The compiled form depends on which parameters are given and on IN-list lengths.
         shape = tuple(
             sorted((k, len(v) if isinstance(v, list | tuple) else -1) for k, v in params.items())
@@ -109,6 +121,11 @@ class Prepared:
             sizes = {k: n for k, n in shape if n >= 0}
             compiled = self._compile(dialect, [k for k, _ in shape], sizes)
             self._cache[key] = compiled
+        return compiled
+
+    def _cursor(self, conn: Connection, params: Mapping[str, Any]) -> tuple[Any, _Compiled]:
+        dialect = conn.dialect
+        compiled = self._compiled(dialect, params)
         args = self._params(compiled, params)
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
@@ -119,6 +136,25 @@ class Prepared:
                 compiled.sql, args, exc, dialect.loaded_dbapi.Error, dialect=dialect
             ) from exc
         return cursor, compiled
+
+    def execute_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run a statement once per parameter set in one driver call (``executemany``: one
+        multi-row INSERT on MySQL, a pipeline on PostgreSQL, one C loop on SQLite).
+        Every row must carry the same keys."""
+        if not rows:
+            return
+        dialect = conn.dialect
+        compiled = self._compiled(dialect, rows[0])
+        args = [self._params(compiled, row) for row in rows]
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(compiled.sql, args)
+        except dialect.loaded_dbapi.Error as exc:
+            raise sa.exc.DBAPIError.instance(
+                compiled.sql, args, exc, dialect.loaded_dbapi.Error, dialect=dialect
+            ) from exc
+        finally:
+            cursor.close()
 
     def execute(self, conn: Connection, params: Mapping[str, Any] | None = None) -> int:
         """Run a statement without a result set; returns the affected row count."""
@@ -183,5 +219,4 @@ class _InsertPrepared(Prepared):
 
 def many(conn: Connection, statement: Prepared, rows: Iterable[Mapping[str, Any]]) -> None:
     """Execute a statement once per parameter set (e.g. a multi-row insert)."""
-    for row in rows:
-        statement.execute(conn, row)
+    statement.execute_many(conn, list(rows))
