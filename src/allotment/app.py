@@ -68,6 +68,7 @@ def build_services(settings: Settings) -> Services:
         db,
         randomize_candidates=settings.placement.randomize_allocation_candidates,
         max_candidates=settings.placement.max_allocation_candidates,
+        all_permutations=settings.placement.allocation_candidate_permutations == "all",
     )
     placement.catalog.sync_standard()
     tokens: TokenStore | None = None

@@ -83,6 +83,7 @@ class PlacementService:
         *,
         randomize_candidates: bool = False,
         max_candidates: int = 0,
+        all_permutations: bool = False,
     ) -> None:
         self.db = db
         self.catalog = catalog or Catalog(db)
@@ -92,6 +93,7 @@ class PlacementService:
         self.add_listener(self.index.on_write)
         self.randomize_candidates = randomize_candidates
         self.max_candidates = max_candidates
+        self.all_permutations = all_permutations
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -619,7 +621,11 @@ class PlacementService:
         trees), with summaries of the providers involved. Served from the capacity index."""
         limit = request.limit or self.max_candidates or None
         query = candidate_resolve.query_of(
-            self.catalog, request, limit=limit, randomize=self.randomize_candidates
+            self.catalog,
+            request,
+            limit=limit,
+            randomize=self.randomize_candidates,
+            distinct=not self.all_permutations,
         )
         self.index.ensure_loaded()
         with self.index.lock:

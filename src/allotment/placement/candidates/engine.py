@@ -62,6 +62,8 @@ class Query:
     sharing_trait: int | None = None
     limit: int | None = None
     randomize: bool = False
+    # Generate swaps of interchangeable providers between identical groups once only.
+    distinct: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,7 +387,7 @@ class _Search:
         identical: dict[int, list[int]] = {}
         alike: dict[tuple[object, ...], list[int]] = {}
         for g, need in enumerate(needs):
-            if need.granular:
+            if need.granular and query.distinct:
                 key = (
                     need.resources,
                     need.required,

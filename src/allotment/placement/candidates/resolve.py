@@ -46,7 +46,12 @@ def need_of(catalog: Catalog, group: RequestGroup) -> Need:
 
 
 def query_of(
-    catalog: Catalog, request: CandidateRequest, *, limit: int | None, randomize: bool
+    catalog: Catalog,
+    request: CandidateRequest,
+    *,
+    limit: int | None,
+    randomize: bool,
+    distinct: bool = True,
 ) -> Query:
     root_required = trait_ids(catalog, request.root_required)
     root_forbidden = trait_ids(catalog, request.root_forbidden)
@@ -60,6 +65,7 @@ def query_of(
         sharing_trait=catalog.traits.id_of(SHARING_TRAIT),
         limit=limit,
         randomize=randomize,
+        distinct=distinct,
     )
 
 
