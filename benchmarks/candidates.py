@@ -51,10 +51,14 @@ from allotment.placement.store.tables import (
     resource_providers,
 )
 
+# (total, reserved, allocation_ratio); --classes takes the first N (the queries use 3).
 FLAT_INVENTORY = {
     "VCPU": (64, 0, 4.0),
     "MEMORY_MB": (262144, 4096, 1.0),
     "DISK_GB": (2000, 0, 1.0),
+    "VGPU": (8, 0, 1.0),
+    "SRIOV_NET_VF": (16, 0, 1.0),
+    "NET_BW_EGR_KILOBIT_PER_SEC": (10_000_000, 0, 1.0),
 }
 CLAIM = {"VCPU": 2, "MEMORY_MB": 4096, "DISK_GB": 20}
 AGG_A = "a99e9b2e-0c41-4d1b-8c7a-7b1a5a0f2c01"
@@ -108,11 +112,12 @@ def _insert(services: Services, table: Any, rows: list[dict[str, Any]]) -> None:
             conn.execute(table.insert(), rows[start : start + 20000])
 
 
-def seed_flat(services: Services, n: int, rng: random.Random) -> dict[str, int]:
+def seed_flat(services: Services, n: int, rng: random.Random, classes: int) -> dict[str, int]:
     catalog = services.placement.catalog
     catalog.traits.sync(["CUSTOM_GPU"])
     now = utcnow()
-    rc = {name: catalog.resource_classes.id_of(name) for name in FLAT_INVENTORY}
+    inventory = dict(list(FLAT_INVENTORY.items())[:classes])
+    rc = {name: catalog.resource_classes.id_of(name) for name in inventory}
     avx2, gpu = catalog.traits.id_of("HW_CPU_X86_AVX2"), catalog.traits.id_of("CUSTOM_GPU")
     providers, invs, traits, aggs = [], [], [], []
     counts = {"aggregate_a_and_avx2": 0}
@@ -128,7 +133,7 @@ def seed_flat(services: Services, n: int, rng: random.Random) -> dict[str, int]:
                 "created_at": now,
             }
         )
-        for name, (total, reserved, ratio) in FLAT_INVENTORY.items():
+        for name, (total, reserved, ratio) in inventory.items():
             invs.append(
                 {
                     "resource_provider_id": i,
@@ -265,12 +270,12 @@ def http_get(session: requests.Session, url: str, params: list[tuple[str, str]])
     return resp.content
 
 
-def flat(n: int, samples: int, http: bool, seed: int) -> dict[str, Any]:
+def flat(n: int, samples: int, http: bool, seed: int, classes: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="allotment-bench-") as tmp:
         folder = Path(tmp)
         services = services_for(folder)
         log(f"flat {n}: seeding")
-        counts = seed_flat(services, n, random.Random(seed))
+        counts = seed_flat(services, n, random.Random(seed), classes)
         index = build_index(services)
         log(f"flat {n}: index {index}")
         base = dict(CLAIM)
@@ -290,7 +295,12 @@ def flat(n: int, samples: int, http: bool, seed: int) -> dict[str, Any]:
             ),
             "limit_10": (CandidateRequest(groups=(RequestGroup(resources=base),), limit=10), 10),
         }
-        out: dict[str, Any] = {"providers": n, "index": index, "in_process": {}}
+        out: dict[str, Any] = {
+            "providers": n,
+            "resource_classes": classes,
+            "index": index,
+            "in_process": {},
+        }
         for name, (request, expected) in queries.items():
             timing, found = timed(
                 lambda request=request: services.placement.allocation_candidates(request),
@@ -389,6 +399,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=20)
     parser.add_argument("--http", action="store_true", help="also measure over HTTP")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--classes", type=int, default=3, choices=range(3, 7), help="inventory classes per provider"
+    )
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     summary: dict[str, Any] = {
@@ -396,7 +409,9 @@ def main(argv: list[str] | None = None) -> int:
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "cpus": os.cpu_count(),
         "loadavg_start": [round(x, 2) for x in os.getloadavg()],
-        "flat": [flat(n, args.samples, args.http, args.seed) for n in args.providers or []],
+        "flat": [
+            flat(n, args.samples, args.http, args.seed, args.classes) for n in args.providers or []
+        ],
     }
     if args.wide_hosts:
         summary["wide_tree"] = wide(args.wide_hosts, args.samples, args.http)

@@ -8,7 +8,9 @@ partial usage) without depending on every write API.
 from __future__ import annotations
 
 import uuid as uuidlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from allotment.placement.store import changes
 from allotment.placement.store.catalog import Catalog
@@ -172,3 +174,55 @@ class World:
                         )
                     )
             changes.record(conn, ids.values())
+
+
+Call = Callable[[str, str, Any, str], Any]  # (method, path, body, microversion) -> JSON
+
+
+def create_over_http(world: World, call: Call) -> None:
+    """Create ``world`` through a Placement API."""
+    made_traits: set[str] = set()
+    for p in world.providers.values():
+        body: dict[str, Any] = {"name": p.name + "-" + p.uuid[:8], "uuid": p.uuid}
+        if p.parent is not None:
+            body["parent_provider_uuid"] = world.providers[p.parent].uuid
+        call("POST", "/resource_providers", body, "1.20")
+    for p in world.providers.values():
+        path = f"/resource_providers/{p.uuid}"
+        generation = call("GET", path, None, "1.20")["generation"]
+        if p.inventory:
+            inventories = {
+                rc: {
+                    "total": inv.total,
+                    "reserved": inv.reserved,
+                    "min_unit": inv.min_unit,
+                    "max_unit": inv.max,
+                    "step_size": inv.step_size,
+                    "allocation_ratio": inv.allocation_ratio,
+                }
+                for rc, inv in p.inventory.items()
+            }
+            body = {"resource_provider_generation": generation, "inventories": inventories}
+            generation = call("PUT", path + "/inventories", body, "1.20")[
+                "resource_provider_generation"
+            ]
+        if p.traits:
+            for name in sorted(p.traits - made_traits):
+                if name.startswith("CUSTOM_"):
+                    call("PUT", f"/traits/{name}", None, "1.20")
+                made_traits.add(name)
+            body = {"traits": sorted(p.traits), "resource_provider_generation": generation}
+            generation = call("PUT", path + "/traits", body, "1.20")["resource_provider_generation"]
+        if p.aggregates:
+            body = {"aggregates": sorted(p.aggregates), "resource_provider_generation": generation}
+            call("PUT", path + "/aggregates", body, "1.20")
+        used = {rc: amount for rc, amount in p.used.items() if amount}
+        if used:
+            consumer = str(uuidlib.uuid4())
+            body = {
+                "allocations": {p.uuid: {"resources": used}},
+                "project_id": "p",
+                "user_id": "u",
+                "consumer_generation": None,
+            }
+            call("PUT", f"/allocations/{consumer}", body, "1.28")

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from allotment.app import Services
 from tests.conftest import PlacementClient
 
 AGG = "4f3c7a1e-7d0e-4f6e-9f1e-2c7b1d0a9e11"
@@ -287,3 +288,28 @@ def test_bad_input(
     assert message in error["detail"]
     if code is not None:
         assert error["code"] == code
+
+
+def test_randomized_and_bounded_answers(client: PlacementClient, services: Services) -> None:
+    hosts = [client.create_provider(f"h{i}")["uuid"] for i in range(8)]
+    for h in hosts:
+        _inventory(client, {"uuid": h}, VCPU={"total": 4})
+    ordered = _candidates(client, resources="VCPU:1")["allocation_requests"]
+    services.placement.randomize_candidates = True
+    shuffled = _candidates(client, resources="VCPU:1")["allocation_requests"]
+    assert sorted(map(str, shuffled)) == sorted(map(str, ordered))
+    picks = {
+        tuple(
+            sorted(
+                rp
+                for c in _candidates(client, resources="VCPU:1", limit="2")["allocation_requests"]
+                for rp in c["allocations"]
+            )
+        )
+        for _ in range(20)
+    }
+    assert len(picks) > 1
+    services.placement.randomize_candidates = False
+    services.placement.max_candidates = 3
+    assert len(_candidates(client, resources="VCPU:1")["allocation_requests"]) == 3
+    assert len(_candidates(client, resources="VCPU:1", limit="5")["allocation_requests"]) == 5

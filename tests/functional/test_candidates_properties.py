@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from allotment.app import Services, build_services
+from allotment.placement.candidates import engine
 from allotment.placement.model import CandidateRequest, RequestGroup
 from tests.conftest import make_settings
 from tests.reference_candidates import SHARING, Candidate, Reference, canonical
@@ -282,3 +283,26 @@ def test_limit_spreads_candidates_over_trees(shared_services: Services) -> None:
     hosts = Counter(next(u for u, rc, _ in c.allocations if rc == "VCPU") for c in limited)
     assert sorted(hosts.values()) == [2, 2, 2]
     assert len(summaries) == 27
+
+
+def test_a_combinatorial_explosion_is_bounded(
+    shared_services: Services, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without a limit, a request whose combinations would not fit in memory gets each
+    tree's first candidates (all valid) and a warning, not an out-of-memory crash."""
+    world = World(
+        [Prov("h", inventory={"VCPU": Inv(8)})]
+        + [Prov(f"g{g}", parent="h", inventory={"VGPU": Inv(1)}) for g in range(12)]
+    )
+    world.write(shared_services.db, shared_services.placement.catalog)
+    shared_services.placement.index.rebuild()
+    shared_services.placement.all_permutations = True
+    gpu = tuple(RequestGroup(suffix=f"_{i}", resources={"VGPU": 1}) for i in range(4))
+    request = CandidateRequest(groups=gpu, group_policy="isolate")
+    everything = set(_engine_candidates(shared_services, request)[0])
+    assert len(everything) == 12 * 11 * 10 * 9
+    monkeypatch.setattr(engine, "ROW_BUDGET", 500)
+    bounded, _ = _engine_candidates(shared_services, request)
+    assert 0 < len(bounded) < len(everything)
+    assert set(bounded) <= everything
+    assert "too many combinations" in caplog.text

@@ -24,6 +24,7 @@ larger per-anchor allowance, so the answer is exact without enumerating what is 
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from allotment.placement.index.capacity import I64, BoolArray, IndexState, IntArray
+
+LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +89,9 @@ class Found:
 
 
 _EMPTY = np.zeros(0, I64)
+# Most rows one join step may produce (~70 bytes a row with 8 slots): beyond it each anchor
+# keeps its first rows only, and the search says so in the log.
+ROW_BUDGET = 2_000_000
 
 
 @dataclass
@@ -130,6 +136,7 @@ class _Search:
         self.order, _ = state.tree_order()
         self._share_anchors: dict[int, IntArray] = {}
         self._depth: int | None = None
+        self.over_budget = False
 
     # -- building blocks -------------------------------------------------------------------
 
@@ -261,34 +268,39 @@ class _Search:
     # -- combining --------------------------------------------------------------------------
 
     def _join(self, left: _Table, right: _Table) -> _Table:
-        """Every left row with every right option of the same anchor (left order kept)."""
+        """Every left row with every right option of the same anchor (left order kept).
+
+        A join that would exceed ROW_BUDGET rows keeps only each anchor's first rows (so
+        much may be asked only of an absurdly combinatorial request without a limit)."""
         counts = np.bincount(right.anchor, minlength=self.n)
         starts = np.cumsum(counts) - counts
         per_left = counts[left.anchor]
+        truncated = left.truncated
+        if int(per_left.sum()) > ROW_BUDGET:
+            anchors = int(np.count_nonzero(np.diff(left.anchor))) + 1
+            allowed = max(1, ROW_BUDGET // anchors)
+            room = np.clip(allowed - _ranks(left.anchor) * per_left, 0, per_left)
+            truncated = np.zeros(self.n, bool) if truncated is None else truncated.copy()
+            truncated[left.anchor[room < per_left]] = True
+            per_left = room
+            self.over_budget = True
         total = int(per_left.sum())
         rep = np.repeat(np.arange(len(left), dtype=I64), per_left)
         first_of_left = np.cumsum(per_left) - per_left
         within = np.arange(total, dtype=I64) - np.repeat(first_of_left, per_left)
         opt = np.repeat(starts[left.anchor], per_left) + within
-        joined = _Table(
+        return _Table(
             left.anchor[rep],
             [p[rep] for p in left.picks] + [p[opt] for p in right.picks],
-            left.truncated,
+            truncated,
         )
-        return joined
 
     def _truncate(self, table: _Table, cap: int) -> _Table:
         """Keep each anchor's first ``cap`` rows, remembering which anchors lost some."""
         if not len(table):
             return table
         anchor = table.anchor
-        boundary = np.empty(len(anchor), bool)
-        boundary[0] = True
-        np.not_equal(anchor[1:], anchor[:-1], out=boundary[1:])
-        starts = np.flatnonzero(boundary)
-        block = np.cumsum(boundary) - 1
-        rank = np.arange(len(anchor), dtype=I64) - starts[block]
-        over = rank >= cap
+        over = _ranks(anchor) >= cap
         if not over.any():
             return table
         truncated = table.truncated
@@ -345,6 +357,7 @@ class _Search:
         parents = self.parent[self.alive]
         has_child[parents[parents >= 0]] = True
         unique = (self.parent[rows] < 0) | has_child[rows]
+        aggregate_sets: dict[frozenset[int], int] = {}
         columns = [
             np.where(unique, -1 - rows, self.parent[rows]),
             *state.inv[:, rows].astype(I64),
@@ -356,7 +369,14 @@ class _Search:
             *state.ratio[:, rows].view(I64),
             *state.used[:, rows],
             *state.traits[:, rows].view(I64),
-            np.fromiter((hash(state.row_aggs[r]) for r in rows.tolist()), I64, len(rows)),
+            np.fromiter(
+                (
+                    aggregate_sets.setdefault(state.row_aggs[r], len(aggregate_sets))
+                    for r in rows.tolist()
+                ),
+                I64,
+                len(rows),
+            ),
         ]
         _, inverse = np.unique(np.stack(columns, axis=1), axis=0, return_inverse=True)
         classes = np.full(n, -1, I64)
@@ -487,9 +507,16 @@ class _Search:
             slots, table = self.combine(options, cap)
             table = self._dedupe_shared(table)
             chosen, enough = self._select(table, limit)
-            if enough or cap is None:
+            if enough or cap is None or self.over_budget:
                 break
             cap *= 4
+        if self.over_budget:
+            LOG.warning(
+                "allocation candidates: the request has too many combinations to enumerate; "
+                "each tree contributed only its first ones (%d candidates returned). Use a "
+                "limit or set max_allocation_candidates.",
+                len(chosen),
+            )
         if not len(table):
             return Found(slots, _EMPTY, [_EMPTY] * len(slots))
         return Found(
@@ -562,6 +589,18 @@ class _Search:
         lost = table.truncated.copy()
         lost[anchor[starts]] = False
         return chosen, not (short.any() or lost.any())
+
+
+def _ranks(anchor: IntArray) -> IntArray:
+    """Position of each row within its anchor's block (rows are grouped by anchor)."""
+    if not len(anchor):
+        return anchor
+    boundary = np.empty(len(anchor), bool)
+    boundary[0] = True
+    np.not_equal(anchor[1:], anchor[:-1], out=boundary[1:])
+    starts = np.flatnonzero(boundary)
+    ranks: IntArray = np.arange(len(anchor), dtype=I64) - starts[np.cumsum(boundary) - 1]
+    return ranks
 
 
 def _shuffled_ranks(

@@ -97,7 +97,6 @@ class IndexState:
         self._agg_arrays: dict[int, IntArray] = {}
 
         self.children = 0  # alive providers that have a parent
-        self.version = 0  # bumped by every change (for caches of derived data)
         self.tree_version = 0  # bumped when tree links change
         self._tree_cache: tuple[int, IntArray, IntArray] | None = None
 
@@ -336,7 +335,6 @@ class IndexState:
         changed = np.fromiter(rows.values(), I64, len(rows))
         self.seen[changed] = facts.seq
         self._derive(changed)
-        self.version += 1
         if tree_changed:
             self.tree_version += 1
 
@@ -346,7 +344,6 @@ class IndexState:
         the providers that could not be updated this way (unknown here, or a class without
         a column)."""
         missing: set[int] = set()
-        changed = []
         for (provider_id, rc_id), delta in deltas.items():
             row = self.row_of_id.get(provider_id)
             col = self.rc_col.get(rc_id)
@@ -357,9 +354,6 @@ class IndexState:
                 continue
             self.used[col, row] += delta
             self.free[col, row] -= delta
-            changed.append(row)
-        if changed:
-            self.version += 1
         return missing
 
     def _derive(self, rows: IntArray) -> None:

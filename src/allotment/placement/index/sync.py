@@ -51,11 +51,13 @@ class CapacityIndex:
 
     def ensure_loaded(self) -> None:
         if not self.loaded:
-            self.rebuild()
+            self.rebuild(unless_loaded=True)
 
-    def rebuild(self) -> None:
+    def rebuild(self, *, unless_loaded: bool = False) -> None:
         """Build a fresh state from every table aside and swap it in."""
         with self._refresh_lock:
+            if unless_loaded and self.loaded:  # built meanwhile by another thread
+                return
             facts = loader.read_all(self.db)
             state = IndexState.build(facts)
             with self.lock:
