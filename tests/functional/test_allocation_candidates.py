@@ -313,3 +313,20 @@ def test_randomized_and_bounded_answers(client: PlacementClient, services: Servi
     services.placement.max_candidates = 3
     assert len(_candidates(client, resources="VCPU:1")["allocation_requests"]) == 3
     assert len(_candidates(client, resources="VCPU:1", limit="5")["allocation_requests"]) == 5
+
+
+def test_shared_only_unsuffixed_group_combines_with_every_tree(client: PlacementClient) -> None:
+    """DISK_GB only from a storage pool shared with two hosts, VCPU from a host: one
+    candidate per host. (Upstream returns one of the two, whichever tree it met first.)"""
+    hosts = [client.create_provider(f"cn{i}") for i in range(2)]
+    pool = client.create_provider("pool")
+    for host in hosts:
+        _inventory(client, host, VCPU={"total": 4})
+        _aggregates(client, host, AGG)
+    _inventory(client, pool, DISK_GB={"total": 100})
+    _traits(client, pool, "MISC_SHARES_VIA_AGGREGATE")
+    _aggregates(client, pool, AGG)
+    body = _candidates(client, resources="DISK_GB:10", resources1="VCPU:1")
+    assert sorted(sorted(c["allocations"]) for c in body["allocation_requests"]) == sorted(
+        sorted([host["uuid"], pool["uuid"]]) for host in hosts
+    )

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from allotment.placement.model import CandidateRequest, RequestGroup
 from tests.conftest import PlacementClient
 from tests.functional.test_candidates_properties import requests, worlds
+from tests.reference_candidates import SHARING
 from tests.world import World, create_over_http
 
 UPSTREAM = os.environ.get("ALLOTMENT_UPSTREAM_URL")
@@ -192,5 +193,15 @@ def test_same_candidates_as_upstream(
     ours = client.client.get("/allocation_candidates", params=query, headers=headers)
     theirs = upstream.get("/allocation_candidates", params=query, headers=headers)
     assert ours.status_code == theirs.status_code, (ours.text, theirs.text)
-    if theirs.status_code == 200:
-        assert _answer(ours.json()) == _answer(theirs.json()), query
+    if theirs.status_code != 200:
+        return
+    ours_answer, theirs_answer = _answer(ours.json()), _answer(theirs.json())
+    sharing = {p.uuid for p in world.providers.values() if SHARING in p.traits}
+    if len(request.groups) > 1 and ours_answer[0] > theirs_answer[0]:
+        # Upstream keeps an unsuffixed group's candidate made of sharing providers only
+        # under one (arbitrary) tree, losing its combinations with the other groups on the
+        # other trees (AllocationRequest equality ignores the anchor). allotment keeps them.
+        for _, mappings in ours_answer[0] - theirs_answer[0]:
+            assert dict(mappings)[""] <= sharing, query
+        return
+    assert ours_answer == theirs_answer, query
