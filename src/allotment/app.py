@@ -22,12 +22,16 @@ from allotment.auth.middleware import ContextMiddleware
 from allotment.auth.noauth import NoAuth
 from allotment.auth.tokens import TokenAuth, TokenStore
 from allotment.config import Settings
+from allotment.cors import CorsMiddleware
 from allotment.periodic import PeriodicTask
 from allotment.placement.api.middleware import MicroversionMiddleware
 from allotment.placement.api.routes import build_router
 from allotment.placement.service import PlacementService
 from allotment.placement.store import changes, migrate
 from allotment.placement.store.db import Database, utcnow
+from allotment.scheduler.api import SchedulerAPI
+from allotment.scheduler.host_manager import HostManager
+from allotment.scheduler.pipeline import Pipeline
 from allotment.web import error_response
 
 LOG = logging.getLogger(__name__)
@@ -43,6 +47,9 @@ class Services:
     placement: PlacementService
     authenticator: Authenticator
     tokens: TokenStore | None = None
+    # The scheduler's host state cache and its filter/weigher pipeline.
+    host_manager: HostManager | None = None
+    pipeline: Pipeline | None = None
     background: list[Any] = field(default_factory=list)
 
     def start(self) -> None:
@@ -64,6 +71,8 @@ def build_services(settings: Settings) -> Services:
         echo=settings.database.echo,
     )
     migrate.prepare(db)
+    # Loading the plugins first: a bad filter or weigher name stops start-up here.
+    pipeline = Pipeline.from_settings(settings)
     placement = PlacementService(
         db,
         randomize_candidates=settings.placement.randomize_allocation_candidates,
@@ -88,13 +97,16 @@ def build_services(settings: Settings) -> Services:
     else:
         tokens = TokenStore(db)
         authenticator = TokenAuth(tokens)
+    host_manager = HostManager(db, settings)
     return Services(
         settings=settings,
         db=db,
         placement=placement,
         authenticator=authenticator,
         tokens=tokens,
-        background=background,
+        host_manager=host_manager,
+        pipeline=pipeline,
+        background=[*background, host_manager],
     )
 
 
@@ -164,7 +176,14 @@ class AllotmentApp:
         self.prefix = services.settings.server.scheduler_prefix.rstrip("/")
         self._scheduler = scheduler
         self._placement = placement
-        self._handler = ContextMiddleware(ErrorMiddleware(self._dispatch), services.authenticator)
+        handler: ASGIApp = ContextMiddleware(
+            ErrorMiddleware(self._dispatch), services.authenticator
+        )
+        cors = services.settings.cors
+        if cors.allowed_origin:
+            # Outside authentication: browsers send preflight requests without credentials.
+            handler = CorsMiddleware(handler, cors)
+        self._handler = handler
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
@@ -200,7 +219,10 @@ class AllotmentApp:
 
 
 def create_app(services: Services) -> AllotmentApp:
-    return AllotmentApp(services, MicroversionMiddleware(build_router()), scheduler=None)
+    scheduler = None
+    if services.host_manager is not None:
+        scheduler = SchedulerAPI(services.host_manager, services.settings.server.scheduler_prefix)
+    return AllotmentApp(services, MicroversionMiddleware(build_router()), scheduler=scheduler)
 
 
 def app_from_env() -> AllotmentApp:

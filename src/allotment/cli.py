@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from allotment import __version__, log
-from allotment.config import Settings, load_settings
+from allotment.config import Settings, load_settings, to_toml
 from allotment.errors import ConfigError
 
 LOG = logging.getLogger("allotment")
@@ -38,6 +38,13 @@ def _parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True)
     upgrade = db_sub.add_parser("upgrade", help="run schema migrations up to the latest")
     _common(upgrade)
+
+    config = sub.add_parser("config", help="configuration")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    show = config_sub.add_parser(
+        "show", help="print the effective configuration (file + environment + flags) as TOML"
+    )
+    _common(show)
 
     token = sub.add_parser("token", help="API tokens (for --auth token)")
     token_sub = token.add_subparsers(dest="token_command", required=True)
@@ -152,6 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(settings)
         if args.command == "db":
             return _db_upgrade(settings)
+        if args.command == "config":
+            print(to_toml(settings, redact=log.redact), end="")
+            return 0
         return _token(args, settings)
     except ConfigError as exc:
         print(f"allotment: {exc}", file=sys.stderr)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -73,6 +73,149 @@ class PluginsConfig(Section):
     allowed: list[str] = Field(default_factory=list)
 
 
+# Nova's default [filter_scheduler] enabled_filters.
+DEFAULT_ENABLED_FILTERS = [
+    "ComputeFilter",
+    "ComputeCapabilitiesFilter",
+    "ImagePropertiesFilter",
+    "ServerGroupAntiAffinityFilter",
+    "ServerGroupAffinityFilter",
+]
+# Every request filter Nova runs (each still checks its own enabling option), in Nova's order.
+DEFAULT_REQUEST_FILTERS = [
+    "require_tenant_aggregate",
+    "map_az_to_placement_aggregate",
+    "require_image_type_support",
+    "compute_status_filter",
+    "isolate_aggregates",
+    "transform_image_metadata",
+]
+
+
+def _check_options(values: list[str], option: str) -> list[str]:
+    """Nova's ``name=float`` list options; Nova ignores bad items, we refuse to start."""
+    for item in values:
+        key, sep, raw = item.partition("=")
+        try:
+            float(raw)
+        except ValueError:
+            key = ""
+        if not (key.strip() and sep):
+            raise ValueError(f"{option}: {item!r} is not of the form name=number")
+    return values
+
+
+def parse_weight_setting(values: list[str]) -> list[tuple[str, float]]:
+    """``["name=1.0", ...]`` as (name, ratio) pairs (already validated at start-up)."""
+    pairs = []
+    for item in values:
+        key, _, raw = item.partition("=")
+        pairs.append((key.strip(), float(raw)))
+    return pairs
+
+
+class SchedulerConfig(Section):
+    """Nova's ``[scheduler]`` options, plus the ``[DEFAULT]`` ones the scheduler reads."""
+
+    max_attempts: int = Field(3, ge=1)
+    max_placement_results: int = Field(1000, ge=1)
+    # Not in Nova 34 (it always maps the AZ): false moves the AZ check after placement,
+    # into the host filters, instead of passing the AZ's aggregates to placement.
+    query_placement_for_availability_zone: bool = True
+    limit_tenants_to_placement_aggregate: bool = False
+    placement_aggregate_required_for_tenants: bool = False
+    query_placement_for_image_type_support: bool = False
+    enable_isolated_aggregate_filtering: bool = False
+    image_metadata_prefilter: bool = False
+    # Entry points of group ``allotment.request_filters`` run before placement, in order.
+    request_filters: list[str] = Field(default_factory=lambda: list(DEFAULT_REQUEST_FILTERS))
+    # Nova's [DEFAULT] service_down_time: a host not heard from for longer is down.
+    service_down_time: float = Field(60.0, gt=0)
+    # Nova's [DEFAULT] default_availability_zone: the AZ of hosts in no AZ aggregate.
+    default_availability_zone: str = "nova"
+    # How often the host cache writes heartbeats to SQL and looks for unknown providers.
+    periodic_interval: float = Field(10.0, gt=0)
+
+
+class FilterSchedulerConfig(Section):
+    """Nova's ``[filter_scheduler]`` options, same names, same defaults."""
+
+    enabled_filters: list[str] = Field(default_factory=lambda: list(DEFAULT_ENABLED_FILTERS))
+    # "all" means every built-in weigher; plugin weighers are named explicitly.
+    weight_classes: list[str] = Field(default_factory=lambda: ["all"])
+    host_subset_size: int = Field(1, ge=1)
+    # Nova reads [scheduler] max_attempts; accepted here too because operators write it so.
+    max_attempts: int | None = Field(None, ge=1)
+    shuffle_best_same_weighed_hosts: bool = False
+    max_io_ops_per_host: int = Field(8, ge=0)
+    max_instances_per_host: int = Field(50, ge=1)
+    track_instance_changes: bool = True
+    ram_weight_multiplier: float = 1.0
+    cpu_weight_multiplier: float = 1.0
+    disk_weight_multiplier: float = 1.0
+    hypervisor_version_weight_multiplier: float = 1.0
+    num_instances_weight_multiplier: float = 0.0
+    io_ops_weight_multiplier: float = -1.0
+    image_props_weight_multiplier: float = 0.0
+    image_props_weight_setting: list[str] = Field(default_factory=list)
+    pci_weight_multiplier: float = Field(1.0, ge=0)
+    soft_affinity_weight_multiplier: float = Field(1.0, ge=0)
+    soft_anti_affinity_weight_multiplier: float = Field(1.0, ge=0)
+    build_failure_weight_multiplier: float = 1000000.0
+    image_properties_default_architecture: str | None = None
+    isolated_images: list[str] = Field(default_factory=list)
+    isolated_hosts: list[str] = Field(default_factory=list)
+    restrict_isolated_hosts_to_isolated_images: bool = True
+    aggregate_image_properties_isolation_namespace: str | None = None
+    aggregate_image_properties_isolation_separator: str = "."
+    pci_in_placement: bool = False
+
+    @field_validator("image_props_weight_setting")
+    @classmethod
+    def _image_props_setting(cls, value: list[str]) -> list[str]:
+        return _check_options(value, "image_props_weight_setting")
+
+
+class MetricsConfig(Section):
+    """Nova's ``[metrics]`` options (MetricsFilter, MetricsWeigher)."""
+
+    weight_multiplier: float = 1.0
+    weight_setting: list[str] = Field(default_factory=list)
+    required: bool = True
+    weight_of_unavailable: float = -10000.0
+
+    @field_validator("weight_setting")
+    @classmethod
+    def _weight_setting(cls, value: list[str]) -> list[str]:
+        return _check_options(value, "weight_setting")
+
+
+class PciAlias(Section):
+    """One entry of Nova's ``[pci] alias``: what ``pci_passthrough:alias`` names mean."""
+
+    name: str
+    vendor_id: str | None = None
+    product_id: str | None = None
+    device_type: Literal["type-PCI", "type-PF", "type-VF"] | None = None
+    numa_policy: Literal["required", "legacy", "preferred", "socket"] = "legacy"
+    # With [filter_scheduler] pci_in_placement: the resource class and traits to request.
+    resource_class: str | None = None
+    traits: list[str] = Field(default_factory=list)
+
+
+class PciConfig(Section):
+    alias: list[PciAlias] = Field(default_factory=list)
+
+    @field_validator("alias")
+    @classmethod
+    def _unique(cls, value: list[PciAlias]) -> list[PciAlias]:
+        names = [a.name for a in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate PCI alias names: {', '.join(dupes)}")
+        return value
+
+
 class LoggingConfig(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     access_log: bool = False
@@ -89,7 +232,16 @@ class Settings(Section):
     placement: PlacementConfig = Field(default_factory=PlacementConfig)
     cors: CorsConfig = Field(default_factory=CorsConfig)
     plugins: PluginsConfig = Field(default_factory=PluginsConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    filter_scheduler: FilterSchedulerConfig = Field(default_factory=FilterSchedulerConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    pci: PciConfig = Field(default_factory=PciConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @property
+    def max_attempts(self) -> int:
+        """[filter_scheduler] max_attempts when given, else Nova's [scheduler] max_attempts."""
+        return self.filter_scheduler.max_attempts or self.scheduler.max_attempts
 
     @property
     def database_url(self) -> str:
@@ -164,3 +316,35 @@ def load_settings(
         return Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, " + ".join(sources))) from None
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def to_toml(settings: Settings, *, redact: Callable[[str], str] = lambda s: s) -> str:
+    """The effective configuration as a TOML file ``load_settings`` reads back unchanged.
+
+    ``redact`` is applied to every string (credentials in URLs, say).
+    """
+    lines: list[str] = []
+    for section, values in settings.model_dump(mode="json").items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            if value is None:  # TOML has no null: an unset option is left out
+                lines.append(f"# {key} is unset")
+                continue
+            if isinstance(value, str):
+                value = redact(value)
+            lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,37 @@
+"""The scheduler: where instances go.
+
+Public interface for ``select_destinations`` (see ``pipeline`` for the call sequence):
+
+- ``Pipeline.from_settings(settings)``: request filters, host filters and weighers loaded
+  by name (entry points, allow-listed); ConfigError at start-up for bad names.
+- ``Pipeline.prepare(ctx, spec, snapshot) -> Prepared``: the placement query
+  (``prepared.resources``) after flavor/image translation and the request filters.
+- ``Pipeline.start(prepared, snapshot, candidates, instance_uuids) -> Cycle``; then per
+  instance ``Cycle.next_hosts(uuid) -> Ranking`` (claim in its order),
+  ``Cycle.consume(position, uuid)`` after a successful claim, ``Cycle.alternates(...)``.
+- ``HostManager``: the host state cache (``snapshot()``, host reports, aggregates,
+  instance info, ``reset``).
+"""
+
+from allotment.scheduler.cycle import Candidates, Cycle, HostChoice, Prepared, Ranking
+from allotment.scheduler.explain import Explanation, Funnel
+from allotment.scheduler.pipeline import Pipeline
+from allotment.scheduler.request import RequestSpec, parse_request_spec
+from allotment.scheduler.resource_request import RequestGroup, ResourceRequest
+from allotment.scheduler.snapshot import HostSnapshot
+
+__all__ = [
+    "Candidates",
+    "Cycle",
+    "Explanation",
+    "Funnel",
+    "HostChoice",
+    "HostSnapshot",
+    "Pipeline",
+    "Prepared",
+    "Ranking",
+    "RequestGroup",
+    "RequestSpec",
+    "ResourceRequest",
+    "parse_request_spec",
+]

@@ -1,0 +1,146 @@
+"""ImagePropertiesFilter: the host supports the image's architecture, hypervisor type and
+VM mode (``hw_architecture``, ``img_hv_type``, ``hw_vm_mode``), its requested hypervisor
+version (``img_hv_requested_version``) and physical address bits
+(``hw_maxphysaddr_bits``). Evaluated once per distinct host capability set.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from allotment.errors import InvalidInput
+from allotment.scheduler.filters.base import HostFilter
+from allotment.scheduler.records import HostRecord
+from allotment.scheduler.snapshot import BoolArray, IntArray
+
+if TYPE_CHECKING:
+    from allotment.scheduler.cycle import Cycle
+
+_ARCH_ALIASES = {"i386": "i686", "i486": "i686", "i586": "i686", "x86_32": "i686"}
+_ARCH_ALIASES |= {"x86_32p": "i686", "amd64": "x86_64"}
+_VM_MODE_ALIASES = {"pv": "xen", "hv": "hvm", "baremetal": "hvm"}
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+    ">=": operator.ge,
+    ">": operator.gt,
+}
+_PREDICATE = re.compile(r"^\s*(<=|>=|==|!=|<|>)\s*([0-9]+(?:\.[0-9]+)*)\s*$")
+
+
+def canonical_arch(name: str | None) -> str | None:
+    if name is None:
+        return None
+    lowered = name.lower()
+    return _ARCH_ALIASES.get(lowered, lowered)
+
+
+def canonical_hv_type(name: str | None) -> str | None:
+    if name is None:
+        return None
+    lowered = name.lower()
+    return "xen" if lowered == "xapi" else lowered
+
+
+def canonical_vm_mode(name: str | None) -> str | None:
+    if name is None:
+        return None
+    lowered = name.lower()
+    return _VM_MODE_ALIASES.get(lowered, lowered)
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split("."))
+
+
+def hypervisor_version_text(version: int) -> str:
+    """oslo's convert_version_to_str: 7002000 -> '7.2.0'."""
+    parts = []
+    while version:
+        parts.append(str(version % 1000))
+        version //= 1000
+    return ".".join(reversed(parts)) or "0"
+
+
+def version_satisfies(predicate: str, version: str) -> bool:
+    """oslo's VersionPredicate: comma-separated ``<op> <version>`` clauses, all must hold."""
+    have = version_tuple(version)
+    for clause in predicate.split(","):
+        found = _PREDICATE.match(clause)
+        if not found:
+            raise InvalidInput(
+                f"img_hv_requested_version={predicate!r}: expected clauses like '>=6.0'"
+            )
+        op, wanted = found.groups()
+        want = version_tuple(wanted)
+        width = max(len(have), len(want))
+        padded_have = have + (0,) * (width - len(have))
+        padded_want = want + (0,) * (width - len(want))
+        if not _COMPARE[op](padded_have, padded_want):
+            return False
+    return True
+
+
+class ImagePropertiesFilter(HostFilter):
+    run_filter_once_per_request = True
+
+    def _wanted(
+        self, cycle: Cycle
+    ) -> tuple[tuple[str | None, str | None, str | None], dict[str, Any]]:
+        props = cycle.spec.image_properties
+        default_arch = self.settings.filter_scheduler.image_properties_default_architecture
+        checked = (
+            canonical_arch(props.get("hw_architecture", default_arch)),
+            canonical_hv_type(props.get("img_hv_type")),
+            canonical_vm_mode(props.get("hw_vm_mode")),
+        )
+        return checked, props
+
+    def applies(self, cycle: Cycle) -> bool:
+        checked, _ = self._wanted(cycle)
+        return any(checked)
+
+    def passes(self, cycle: Cycle, pos: IntArray) -> BoolArray:
+        checked, props = self._wanted(cycle)
+        requested_version = props.get("img_hv_requested_version")
+        bits_required = props.get("hw_maxphysaddr_bits")
+
+        def read(record: HostRecord) -> tuple[Any, ...]:
+            maxphys = record.report.cpu_info.model_dump().get("maxphysaddr") or {}
+            bits = maxphys.get("bits") if isinstance(maxphys, dict) else None
+            return (
+                tuple(tuple(s) for s in record.report.supported_instances),
+                record.report.hypervisor_version,
+                bits,
+            )
+
+        def evaluate(found: tuple[Any, ...]) -> bool:
+            supported, version, bits = found
+            for triple in supported:
+                if any(p and p not in triple for p in checked):
+                    continue
+                if (
+                    version
+                    and requested_version
+                    and not version_satisfies(
+                        str(requested_version), hypervisor_version_text(version)
+                    )
+                ):
+                    continue
+                if bits_required and bits and int(bits) < int(bits_required):
+                    continue
+                return True
+            return False
+
+        return cycle.per_value("image_props", read, evaluate, pos)
+
+    def reason(self, cycle: Cycle, pos: int) -> str:
+        checked, _ = self._wanted(cycle)
+        wanted = "/".join(p or "*" for p in checked)
+        supported = cycle.record(pos).report.supported_instances
+        return f"image needs {wanted}; host supports {[list(s) for s in supported]}"

@@ -1,0 +1,609 @@
+"""The HostManager: the scheduler's cache of host state, fed by the compute hosts,
+persisted in SQL, served to scheduling requests as immutable snapshots.
+
+Writes (host reports, aggregates, instance info) are validated, written to SQL in one
+transaction, then applied to the in-memory records; the next ``snapshot()`` derives a new
+snapshot from the rows that changed. A report that differs from the stored one only in
+its heartbeat or in fast-moving counters (``io_ops``, ``metrics``) updates memory at once
+and reaches SQL with the next periodic flush (and at shutdown), so thousands of hosts
+reporting every few seconds do not cost a transaction each; a crash loses at most one
+flush interval of those values, which the next report restores.
+
+``reset`` (SIGHUP, or the admin API) rebuilds everything from SQL aside and swaps it in
+with one assignment: a request that took the old snapshot finishes on it, the next one
+gets the new one, nobody sees a mixture. Writers wait for a reset; readers never do.
+
+Every method takes the caller's RequestContext: it is checked (only the ``service`` and
+``admin`` roles may change host state), its request id is on every log line, and it is
+never dropped. Instance uuids are logged at debug level only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from allotment import errors
+from allotment.config import Settings, parse_weight_setting
+from allotment.context import RequestContext
+from allotment.log import REQUEST_ID
+from allotment.placement.store.db import Database, utcnow
+from allotment.scheduler import store
+from allotment.scheduler.records import (
+    Aggregate,
+    AggregateBody,
+    HostRecord,
+    HostReport,
+    InstanceInfo,
+)
+from allotment.scheduler.snapshot import HostSnapshot
+
+LOG = logging.getLogger(__name__)
+WRITER_ROLES = ("admin", "service")
+# Report fields written behind (with the heartbeat flush) rather than in the request.
+VOLATILE_FIELDS = frozenset({"io_ops", "metrics"})
+
+
+class AggregateMirror(Protocol):
+    """Keeps placement aggregates in step with host aggregates (Nova's nova-api does this
+    when hosts join or leave an aggregate)."""
+
+    def update_members(
+        self,
+        ctx: RequestContext,
+        aggregate_uuid: str,
+        add: Collection[str],
+        remove: Collection[str],
+    ) -> None:
+        """Make compute-node providers ``add`` members of the placement aggregate and
+        ``remove`` not members."""
+
+
+@dataclass(frozen=True, slots=True)
+class HostStatus:
+    """One compute node as ``GET /scheduler/v1/hosts`` shows it."""
+
+    host: str
+    nodename: str
+    compute_node_uuid: str
+    up: bool
+    disabled: bool
+    disabled_reason: str | None
+    seconds_since_heartbeat: float
+    aggregates: list[str]
+    instances: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "nodename": self.nodename,
+            "compute_node_uuid": self.compute_node_uuid,
+            "up": self.up,
+            "disabled": self.disabled,
+            "disabled_reason": self.disabled_reason,
+            "seconds_since_heartbeat": round(self.seconds_since_heartbeat, 1),
+            "aggregates": self.aggregates,
+            "instances": self.instances,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    """What ``sync_instance_info`` found: whether the host and the cache agreed, and what
+    it changed to make them agree."""
+
+    in_sync: bool
+    added: list[str]
+    removed: list[str]
+
+
+@dataclass
+class _Records:
+    """The authoritative in-memory copy of the cache (what SQL holds, plus heartbeats not
+    yet flushed)."""
+
+    hosts: dict[str, HostRecord] = field(default_factory=dict)
+    aggregates: dict[str, Aggregate] = field(default_factory=dict)
+    instances: dict[str, dict[str, InstanceInfo]] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def _request_logging(ctx: RequestContext) -> Iterator[None]:
+    """Log lines inside carry the caller's request id even for in-process calls."""
+    token = REQUEST_ID.set(ctx.request_id)
+    try:
+        yield
+    finally:
+        REQUEST_ID.reset(token)
+
+
+class HostManager:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        *,
+        mirror: AggregateMirror | None = None,
+        providers: Callable[[], Iterable[tuple[str, str]]] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        # Root resource providers (uuid, name) in placement, for the discovery round.
+        self.providers = providers
+        # Root providers with no host report, as of the last discovery round.
+        self.unreported: list[tuple[str, str]] = []
+        self.settings = settings
+        self.mirror = mirror
+        self.clock = clock
+        self._metric_names = frozenset(
+            name for name, _ in parse_weight_setting(settings.metrics.weight_setting)
+        )
+        # Held by writers and by reset (which must not interleave with a write).
+        self._write_lock = threading.Lock()
+        # Held briefly to publish a new snapshot and to hand pending changes over.
+        self._lock = threading.Lock()
+        self._records = _Records()
+        self._snapshot = HostSnapshot.empty()
+        self._generation = 0
+        self._dirty = False
+        self._rebuild = False
+        self._changed_hosts: set[str] = set()
+        self._changed_instances: set[str] = set()
+        # Nodes with a heartbeat not yet in SQL, and whether volatile report fields changed.
+        self._unflushed: dict[str, tuple[HostRecord, bool]] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._previous_sighup: Any = None
+
+    # -- reading ------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Read the whole cache from SQL (start-up)."""
+        records = self._read()
+        with self._lock:
+            self._install(records)
+
+    def _read(self) -> _Records:
+        with self.db.read() as conn:
+            hosts, aggregates, instances = store.load(conn)
+        return _Records(
+            hosts={r.uuid: r for r in hosts},
+            aggregates={a.uuid: a for a in aggregates},
+            instances=instances,
+        )
+
+    def _install(self, records: _Records) -> None:
+        self._records = records
+        self._generation += 1
+        self._snapshot = self._build(records)
+        self._changed_hosts.clear()
+        self._changed_instances.clear()
+        self._rebuild = self._dirty = False
+
+    def _build(self, records: _Records) -> HostSnapshot:
+        return HostSnapshot.build(
+            records.hosts.values(),
+            records.aggregates.values(),
+            records.instances,
+            metric_names=self._metric_names,
+            generation=self._generation,
+        )
+
+    def snapshot(self) -> HostSnapshot:
+        """The current state of every host, immutable; take it once per request."""
+        if not self._dirty:
+            return self._snapshot
+        with self._lock:
+            # Another thread may have published while this one waited for the lock.
+            if self._dirty:
+                self._publish()
+            return self._snapshot
+
+    def _publish(self) -> None:
+        self._generation += 1
+        records = self._records
+        if self._rebuild:
+            self._snapshot = self._build(records)
+        else:
+            snap = self._snapshot
+            rows = {snap.row_of_uuid[u]: records.hosts[u] for u in self._changed_hosts}
+            infos = {h: records.instances.get(h, {}) for h in self._changed_instances}
+            self._snapshot = snap.derive(rows, infos, generation=self._generation)
+        self._changed_hosts.clear()
+        self._changed_instances.clear()
+        self._rebuild = self._dirty = False
+
+    def list_hosts(self, ctx: RequestContext) -> list[HostStatus]:
+        self._authorize(ctx, "list hosts")
+        snap = self.snapshot()
+        now = self.clock()
+        up = snap.up(now, self.settings.scheduler.service_down_time)
+        return [
+            HostStatus(
+                host=snap.hosts[row],
+                nodename=snap.nodenames[row],
+                compute_node_uuid=snap.uuids[row],
+                up=bool(up[row]),
+                disabled=bool(snap.disabled[row]),
+                disabled_reason=snap.records[row].report.disabled_reason,
+                seconds_since_heartbeat=now - float(snap.heartbeat[row]),
+                aggregates=[a.uuid for a in snap.aggregates_of(int(snap.aggregate_set[row]))],
+                instances=int(snap.num_instances[row]),
+            )
+            for row in range(len(snap))
+        ]
+
+    # -- writing ------------------------------------------------------------------------
+
+    def _authorize(self, ctx: RequestContext, action: str) -> None:
+        # A missing or foreign context is refused like a context without the roles.
+        if not (isinstance(ctx, RequestContext) and ctx.has_any_role(*WRITER_ROLES)):
+            raise errors.Forbidden(
+                f"Policy does not allow {action}: needs the admin or service role."
+            )
+
+    def _apply(
+        self,
+        change: Callable[[_Records], object],
+        *,
+        hosts: Iterable[str] = (),
+        instances: Iterable[str] = (),
+        rebuild: bool = False,
+    ) -> None:
+        """Apply a committed change to the in-memory records and note what the next
+        snapshot must refresh (under the publishing lock, so a snapshot build never sees
+        the records mid-change)."""
+        with self._lock:
+            change(self._records)
+            self._changed_hosts.update(hosts)
+            self._changed_instances.update(instances)
+            self._rebuild |= rebuild
+            self._dirty = True
+
+    def report_host(self, ctx: RequestContext, host: str, report: HostReport) -> HostRecord:
+        """``PUT /hosts/{host}``: a compute node's state; also its heartbeat."""
+        self._authorize(ctx, "host reports")
+        if not host or len(host) > 255:
+            raise errors.InvalidInput("The host name must be 1 to 255 characters long.")
+        nodename = report.nodename or host
+        with _request_logging(ctx), self._write_lock:
+            now = self.clock()
+            old = self._records.hosts.get(report.compute_node_uuid)
+            record = HostRecord(host, nodename, report, heartbeat=now, updated_at=now)
+            if old is not None and _same_except_volatile(old, record):
+                kept = replace(record, updated_at=old.updated_at)
+                volatile = any(
+                    getattr(old.report, name) != getattr(report, name) for name in VOLATILE_FIELDS
+                )
+
+                def beat(records: _Records) -> None:
+                    records.hosts[kept.uuid] = kept
+                    was_volatile = self._unflushed.get(kept.uuid, (kept, False))[1]
+                    self._unflushed[kept.uuid] = (kept, was_volatile or volatile)
+
+                self._apply(beat, hosts=[kept.uuid])
+                return kept
+            self.db.transaction(lambda conn: store.save_host(conn, record, utcnow()))
+            replaced = [
+                u
+                for u, r in self._records.hosts.items()
+                if (r.host, r.nodename) == (host, nodename) and u != record.uuid
+            ]
+            moved = old is not None and (old.host, old.nodename) != (host, nodename)
+
+            def save(records: _Records) -> None:
+                for uuid in replaced:
+                    del records.hosts[uuid]
+                records.hosts[record.uuid] = record
+                self._unflushed.pop(record.uuid, None)
+
+            self._apply(save, hosts=[record.uuid], rebuild=old is None or bool(replaced) or moved)
+            if old is None:
+                LOG.info("host %s node %s reported for the first time", host, nodename)
+                self._mirror_new_node(ctx, host, record.uuid)
+            elif old.report.disabled != report.disabled:
+                LOG.info(
+                    "host %s node %s is now %s%s",
+                    host,
+                    nodename,
+                    "disabled" if report.disabled else "enabled",
+                    f" ({report.disabled_reason})" if report.disabled_reason else "",
+                )
+            return record
+
+    def update_aggregate(self, ctx: RequestContext, uuid: str, body: AggregateBody) -> Aggregate:
+        """``PUT /aggregates/{uuid}`` (Nova's update_aggregates); placement membership of
+        the hosts' compute nodes follows."""
+        self._authorize(ctx, "aggregate updates")
+        aggregate = Aggregate(uuid, body.name, dict(body.metadata), frozenset(body.hosts))
+        with _request_logging(ctx), self._write_lock:
+            old = self._records.aggregates.get(uuid)
+            self.db.transaction(lambda conn: store.save_aggregate(conn, aggregate, utcnow()))
+            self._apply(lambda r: r.aggregates.__setitem__(uuid, aggregate), rebuild=True)
+            LOG.info("aggregate %s (%s) now has %d hosts", uuid, body.name, len(aggregate.hosts))
+            before = old.hosts if old else frozenset()
+            self._mirror(ctx, uuid, aggregate.hosts - before, before - aggregate.hosts)
+            return aggregate
+
+    def delete_aggregate(self, ctx: RequestContext, uuid: str) -> None:
+        """``DELETE /aggregates/{uuid}`` (Nova's delete_aggregate)."""
+        self._authorize(ctx, "aggregate deletes")
+        with _request_logging(ctx), self._write_lock:
+            old = self._records.aggregates.get(uuid)
+            if old is None:
+                raise errors.NotFound(f"No aggregate with uuid {uuid} is known to the scheduler.")
+            self.db.transaction(lambda conn: store.delete_aggregate(conn, uuid))
+            self._apply(lambda r: r.aggregates.__delitem__(uuid), rebuild=True)
+            LOG.info("aggregate %s (%s) deleted", uuid, old.name)
+            self._mirror(ctx, uuid, frozenset(), old.hosts)
+
+    def update_instance_info(
+        self, ctx: RequestContext, host: str, infos: Sequence[InstanceInfo]
+    ) -> None:
+        """``PUT /hosts/{host}/instances``: these instances are on ``host`` (added or
+        updated; an instance last seen on another host has moved)."""
+        self._authorize(ctx, "instance updates")
+        if not self._tracking():
+            return
+        with _request_logging(ctx), self._write_lock:
+            self.db.transaction(lambda conn: store.save_instances(conn, host, infos, utcnow()))
+            moved_from = self._move_instances(host, infos)
+            self._apply(lambda r: _place(r, host, infos, moved_from), instances={host, *moved_from})
+            LOG.info("host %s: %d instance(s) updated", host, len(infos))
+            LOG.debug("host %s: instances %s updated", host, [i.uuid for i in infos])
+
+    def delete_instance_info(self, ctx: RequestContext, host: str, instance_uuid: str) -> None:
+        """``DELETE /hosts/{host}/instances/{uuid}``: the instance is gone from ``host``."""
+        self._authorize(ctx, "instance deletes")
+        if not self._tracking():
+            return
+        with _request_logging(ctx), self._write_lock:
+            held = self._records.instances.get(host, {})
+            if instance_uuid not in held:
+                LOG.debug("host %s: instance %s to delete was not known", host, instance_uuid)
+                return
+            self.db.transaction(lambda conn: store.delete_instances(conn, [instance_uuid]))
+            self._apply(lambda r: r.instances[host].pop(instance_uuid), instances=[host])
+            LOG.info("host %s: 1 instance deleted", host)
+            LOG.debug("host %s: instance %s deleted", host, instance_uuid)
+
+    def sync_instance_info(
+        self, ctx: RequestContext, host: str, uuids: Sequence[str]
+    ) -> SyncResult:
+        """``POST /hosts/{host}/instances/sync``: the complete list of instances on
+        ``host``; the cache is corrected to match it."""
+        self._authorize(ctx, "instance syncs")
+        if not self._tracking():
+            return SyncResult(True, [], [])
+        reported = {InstanceInfo(uuid=u).uuid for u in uuids}
+        with _request_logging(ctx), self._write_lock:
+            held = self._records.instances.get(host, {})
+            added = sorted(reported - held.keys())
+            removed = sorted(held.keys() - reported)
+            if not added and not removed:
+                LOG.debug("host %s: instance list in sync", host)
+                return SyncResult(True, [], [])
+            infos = [InstanceInfo(uuid=u) for u in added]
+
+            def work(conn: Any) -> None:
+                store.delete_instances(conn, removed)
+                store.save_instances(conn, host, infos, utcnow())
+
+            self.db.transaction(work)
+            moved_from = self._move_instances(host, infos)
+
+            def correct(records: _Records) -> None:
+                for uuid in removed:
+                    records.instances[host].pop(uuid)
+                _place(records, host, infos, moved_from)
+
+            self._apply(correct, instances={host, *moved_from})
+            LOG.info(
+                "host %s: instance list out of sync (%d added, %d removed); corrected",
+                host,
+                len(added),
+                len(removed),
+            )
+            return SyncResult(False, added, removed)
+
+    def _move_instances(self, host: str, infos: Sequence[InstanceInfo]) -> dict[str, str]:
+        """instance uuid -> the other host it was recorded on (it moved to ``host``)."""
+        wanted = {i.uuid for i in infos}
+        return {
+            uuid: other
+            for other, held in self._records.instances.items()
+            if other != host
+            for uuid in wanted.intersection(held)
+        }
+
+    def _tracking(self) -> bool:
+        if not self.settings.filter_scheduler.track_instance_changes:
+            LOG.debug("[filter_scheduler] track_instance_changes is off; update ignored")
+            return False
+        return True
+
+    # -- aggregates in placement --------------------------------------------------------
+
+    def _nodes_of(self, hosts: Iterable[str]) -> list[str]:
+        wanted = set(hosts)
+        return sorted(u for u, r in self._records.hosts.items() if r.host in wanted)
+
+    def _mirror(
+        self, ctx: RequestContext, uuid: str, added: Iterable[str], removed: Iterable[str]
+    ) -> None:
+        if self.mirror is None:
+            return
+        add, remove = self._nodes_of(added), self._nodes_of(removed)
+        if not add and not remove:
+            return
+        try:
+            self.mirror.update_members(ctx, uuid, add, remove)
+        except Exception:  # placement down: the periodic resync repairs it
+            LOG.exception("could not mirror aggregate %s membership into placement", uuid)
+
+    def _mirror_new_node(self, ctx: RequestContext, host: str, node_uuid: str) -> None:
+        if self.mirror is None:
+            return
+        for aggregate in self._records.aggregates.values():
+            if host in aggregate.hosts:
+                try:
+                    self.mirror.update_members(ctx, aggregate.uuid, [node_uuid], [])
+                except Exception:
+                    LOG.exception("could not mirror aggregate %s membership", aggregate.uuid)
+
+    def resync_aggregates(self, ctx: RequestContext) -> None:
+        """Push every aggregate's full membership to placement again."""
+        self._authorize(ctx, "aggregate resyncs")
+        if self.mirror is None:
+            return
+        with _request_logging(ctx), self._write_lock:
+            for aggregate in list(self._records.aggregates.values()):
+                self._mirror(ctx, aggregate.uuid, aggregate.hosts, ())
+
+    # -- maintenance --------------------------------------------------------------------
+
+    def flush_heartbeats(self) -> int:
+        """Write heartbeats received since the last flush; returns how many."""
+        with self._lock:
+            pending, self._unflushed = self._unflushed, {}
+        if not pending:
+            return 0
+
+        def work(conn: Any) -> None:
+            beats = {}
+            now = utcnow()
+            for uuid, (record, volatile) in pending.items():
+                if volatile:
+                    store.save_host(conn, record, now)
+                else:
+                    beats[uuid] = record.heartbeat
+            store.save_heartbeats(conn, beats)
+
+        try:
+            self.db.transaction(work)
+        except Exception:
+            with self._lock:
+                for uuid, entry in pending.items():
+                    self._unflushed.setdefault(uuid, entry)
+            raise
+        return len(pending)
+
+    def reset(self, ctx: RequestContext) -> HostSnapshot:
+        """Rebuild the cache from SQL aside and swap it in atomically (SIGHUP / admin)."""
+        self._authorize(ctx, "cache resets")
+        with _request_logging(ctx), self._write_lock:
+            started = time.perf_counter()
+            self.flush_heartbeats()
+            records = self._read()
+            snapshot = self._build(records)
+            with self._lock:
+                self._records = records
+                self._generation += 1
+                snapshot.generation = self._generation
+                self._snapshot = snapshot
+                self._changed_hosts.clear()
+                self._changed_instances.clear()
+                self._rebuild = self._dirty = False
+            LOG.info(
+                "host cache rebuilt from the database: %d nodes, %d aggregates in %.0f ms",
+                len(snapshot),
+                len(records.aggregates),
+                (time.perf_counter() - started) * 1000,
+            )
+            return snapshot
+
+    def unknown_providers(self, providers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Root providers (uuid, name) that no host has reported as its compute node."""
+        known = self._records.hosts
+        return [(uuid, name) for uuid, name in providers if uuid not in known]
+
+    def discover(self) -> list[tuple[str, str]]:
+        """Find root providers no host has reported (their hosts cannot be scheduled to
+        until they report); newly found ones are logged once."""
+        if self.providers is None:
+            return []
+        found = self.unknown_providers(self.providers())
+        new = sorted(set(found) - set(self.unreported))
+        if new:
+            LOG.warning(
+                "%d resource provider(s) in placement have no host report and cannot be "
+                "scheduled to: %s",
+                len(new),
+                ", ".join(name for _, name in new[:20]) + (" ..." if len(new) > 20 else ""),
+            )
+        self.unreported = found
+        return found
+
+    def periodic(self) -> None:
+        """One round of the background task: flush heartbeats, discover unreported
+        providers, repair placement aggregate membership."""
+        ctx = RequestContext.internal()
+        with _request_logging(ctx):
+            try:
+                flushed = self.flush_heartbeats()
+                if flushed:
+                    LOG.debug("flushed %d heartbeats", flushed)
+                self.discover()
+                self.resync_aggregates(ctx)
+            except Exception:
+                LOG.exception("host cache periodic task failed; retrying next round")
+
+    def start(self) -> None:
+        """Load the cache, start the periodic task, and rebuild on SIGHUP."""
+        self.load()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="host-cache", daemon=True)
+        self._thread.start()
+        if threading.current_thread() is threading.main_thread():
+            self._previous_sighup = signal.signal(signal.SIGHUP, self._on_sighup)
+
+    def _on_sighup(self, signum: int, frame: Any) -> None:
+        # Rebuild off the signal handler; requests keep using the old snapshot meanwhile.
+        threading.Thread(
+            target=lambda: self.reset(RequestContext.internal()),
+            name="host-cache-reset",
+            daemon=True,
+        ).start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.settings.scheduler.periodic_interval):
+            self.periodic()
+
+    def stop(self) -> None:
+        if self._previous_sighup is not None:
+            signal.signal(signal.SIGHUP, self._previous_sighup)
+            self._previous_sighup = None
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        self.flush_heartbeats()
+
+
+def _same_except_volatile(old: HostRecord, new: HostRecord) -> bool:
+    if (old.host, old.nodename) != (new.host, new.nodename):
+        return False
+    if old.report is new.report:
+        return True
+    a, b = old.report, new.report
+    return all(
+        getattr(a, name) == getattr(b, name)
+        for name in type(a).model_fields
+        if name not in VOLATILE_FIELDS
+    )
+
+
+def _place(
+    records: _Records, host: str, infos: Sequence[InstanceInfo], moved_from: dict[str, str]
+) -> None:
+    for uuid, other in moved_from.items():
+        records.instances[other].pop(uuid, None)
+    held = records.instances.setdefault(host, {})
+    for info in infos:
+        held[info.uuid] = info

@@ -1,0 +1,97 @@
+"""PCI passthrough requests (``pci_passthrough:alias``) and the host's free device pools.
+
+A flavor asks for devices by alias name and count (``"gpu:2,nic:1"``); ``[pci] alias``
+says what each alias matches (vendor, product, device type). A host can serve the request
+when, taking the requests in order, enough free devices in matching pools remain — the
+same check as Nova's ``PciDeviceStats.support_requests``. NUMA affinity between devices
+and pinned CPUs is not checked here (the host report gives pools, not a device-to-cell
+map of the guest); ``numa_policy=required`` aliases therefore match as ``legacy`` ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from allotment.config import PciAlias
+from allotment.errors import InvalidInput
+from allotment.scheduler.records import PciPool
+
+ALIAS_SPEC = "pci_passthrough:alias"
+
+
+@dataclass(frozen=True, slots=True)
+class PciRequest:
+    alias: str
+    count: int
+    # Pool attributes a device must have: vendor_id, product_id, dev_type, ...
+    spec: tuple[tuple[str, str], ...]
+
+
+def pci_requests(extra_specs: Mapping[str, str], aliases: Sequence[PciAlias]) -> list[PciRequest]:
+    """The flavor's PCI requests, in the order given; unknown aliases are a 400."""
+    raw = extra_specs.get(ALIAS_SPEC)
+    if not raw:
+        return []
+    by_name = {a.name: a for a in aliases}
+    requests = []
+    for item in raw.split(","):
+        name, _, count_text = item.strip().partition(":")
+        try:
+            count = int(count_text) if count_text else 1
+        except ValueError:
+            count = 0
+        if count < 1:
+            raise InvalidInput(f"{ALIAS_SPEC}: {item.strip()!r} is not of the form alias:count")
+        alias = by_name.get(name)
+        if alias is None:
+            known = ", ".join(sorted(by_name)) or "none are configured in [pci] alias"
+            raise InvalidInput(f"{ALIAS_SPEC}: unknown PCI alias {name!r} (known: {known})")
+        spec = []
+        if alias.vendor_id:
+            spec.append(("vendor_id", alias.vendor_id))
+        if alias.product_id:
+            spec.append(("product_id", alias.product_id))
+        if alias.device_type:
+            spec.append(("dev_type", alias.device_type))
+        requests.append(PciRequest(name, count, tuple(spec)))
+    return requests
+
+
+def _matches(pool: PciPool, spec: tuple[tuple[str, str], ...]) -> bool:
+    for key, wanted in spec:
+        if key == "vendor_id":
+            have: str | None = pool.vendor_id
+        elif key == "product_id":
+            have = pool.product_id
+        else:
+            have = pool.tags.get(key)
+        if have is None or have.lower() != wanted.lower():
+            return False
+    return True
+
+
+def allocate(
+    pools: Sequence[PciPool], requests: Sequence[PciRequest]
+) -> tuple[PciPool, ...] | None:
+    """The pools left after serving ``requests`` in order, or None if one cannot be served."""
+    counts = [p.count for p in pools]
+    for request in requests:
+        needed = request.count
+        matching = [i for i, pool in enumerate(pools) if _matches(pool, request.spec)]
+        if sum(counts[i] for i in matching) < needed:
+            return None
+        for i in matching:
+            take = min(counts[i], needed)
+            counts[i] -= take
+            needed -= take
+            if not needed:
+                break
+    return tuple(
+        pool if pool.count == count else pool.model_copy(update={"count": count})
+        for pool, count in zip(pools, counts, strict=True)
+    )
+
+
+def free_devices(pools: Sequence[PciPool]) -> int:
+    return sum(p.count for p in pools)

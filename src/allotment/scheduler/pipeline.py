@@ -1,0 +1,144 @@
+"""The scheduling pipeline, assembled once from configuration: request filters, host
+filters and weighers, by name, from entry points.
+
+``select_destinations`` uses it in three steps::
+
+    prepared = pipeline.prepare(ctx, spec, snapshot)   # -> prepared.resources for placement
+    cycle = pipeline.start(prepared, snapshot, candidates, instance_uuids)
+    for uuid in instance_uuids:
+        for host in cycle.next_hosts(uuid):            # claim in this order
+            ...                                        # on success: cycle.consume(...)
+
+Every stage records into ``prepared.funnel``; a NoValidHost raised anywhere carries the
+explanation built from it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from allotment.config import Settings
+from allotment.context import RequestContext
+from allotment.errors import NoValidHost
+from allotment.scheduler import plugins
+from allotment.scheduler.cycle import Candidates, Cycle, Prepared
+from allotment.scheduler.explain import Explanation, Funnel
+from allotment.scheduler.filters.base import HostFilter
+from allotment.scheduler.numa import numa_request
+from allotment.scheduler.pci import pci_requests
+from allotment.scheduler.request import RequestSpec
+from allotment.scheduler.request_filters import RequestFilter, RequestFilterFailed
+from allotment.scheduler.resource_request import ResourceRequest, apply_destination
+from allotment.scheduler.snapshot import HostSnapshot
+from allotment.scheduler.weighers.base import HostWeigher
+
+LOG = logging.getLogger(__name__)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        request_filters: Sequence[RequestFilter],
+        filters: Sequence[HostFilter],
+        weighers: Sequence[HostWeigher],
+    ) -> None:
+        self.settings = settings
+        self.request_filters = list(request_filters)
+        self.filters = list(filters)
+        self.weighers = list(weighers)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Pipeline:
+        """Load every configured plugin; raises ConfigError listing valid names."""
+        allowed = settings.plugins.allowed
+        request_filters = plugins.load(
+            plugins.REQUEST_FILTERS,
+            settings.scheduler.request_filters,
+            allowed,
+            RequestFilter,
+            "[scheduler] request_filters",
+        )
+        filters = plugins.load(
+            plugins.FILTERS,
+            settings.filter_scheduler.enabled_filters,
+            allowed,
+            HostFilter,
+            "[filter_scheduler] enabled_filters",
+        )
+        weigher_names: list[str] = []
+        for name in settings.filter_scheduler.weight_classes:
+            expanded = plugins.builtin_names(plugins.WEIGHERS) if name == "all" else [name]
+            weigher_names += [n for n in expanded if n not in weigher_names]
+        weighers = plugins.load(
+            plugins.WEIGHERS,
+            weigher_names,
+            allowed,
+            HostWeigher,
+            "[filter_scheduler] weight_classes",
+        )
+        return cls(
+            settings,
+            [c(settings) for c in request_filters],
+            [c(settings) for c in filters],
+            [c(settings) for c in weighers],
+        )
+
+    def prepare(self, ctx: RequestContext, spec: RequestSpec, snapshot: HostSnapshot) -> Prepared:
+        """Translate the request and run the request filters: the placement query is
+        ``prepared.resources``. Raises InvalidInput for a malformed flavor/image and an
+        explained NoValidHost when a request filter rules every host out."""
+        funnel = Funnel()
+        resources = ResourceRequest.from_spec(spec, self.settings)
+        flavor = spec.flavor
+        numa = numa_request(flavor.vcpus, flavor.memory_mb, spec.extra_specs, spec.image_properties)
+        pci = pci_requests(spec.extra_specs, self.settings.pci.alias)
+        for request_filter in self.request_filters:
+            try:
+                request_filter.apply(ctx, spec, resources, snapshot, funnel)
+            except RequestFilterFailed as exc:
+                funnel.record(request_filter.name, "request_filter", after=0, reason=exc.message)
+                summary = f"No valid host was found: {exc.message}."
+                raise NoValidHost(
+                    summary, explanation=Explanation(summary, funnel).to_dict()
+                ) from None
+        apply_destination(resources, spec, snapshot, funnel)
+        return Prepared(spec, resources, numa, pci, funnel)
+
+    def start(
+        self,
+        prepared: Prepared,
+        snapshot: HostSnapshot,
+        candidates: Candidates,
+        instance_uuids: Sequence[str] = (),
+        *,
+        now: float | None = None,
+        rng: random.Random | None = None,
+    ) -> Cycle:
+        """A cycle over the hosts placement returned, for the instances of the request."""
+        return Cycle(
+            self.settings,
+            self.filters,
+            self.weighers,
+            prepared,
+            snapshot,
+            candidates,
+            instance_uuids,
+            now=time.time() if now is None else now,
+            rng=rng,
+        )
+
+    @staticmethod
+    def placement_failed(
+        prepared: Prepared, summary: str, *, before: int | None = None, **detail: Any
+    ) -> NoValidHost:
+        """The NoValidHost for "placement returned no candidates" (or could not be asked):
+        ``before`` is how many providers placement considered, ``detail`` which resource
+        class, trait or aggregate removed how many."""
+        prepared.funnel.record("placement", "placement", before, 0, **detail)
+        explanation = Explanation(summary, prepared.funnel)
+        return NoValidHost(summary, explanation=explanation.to_dict())

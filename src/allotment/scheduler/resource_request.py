@@ -1,0 +1,266 @@
+"""Flavor and image → the placement query (Nova's ``ResourceRequest``).
+
+``ResourceRequest.from_spec`` reads the flavor's ``resources[$S]:RC``, ``trait[$S]:T`` and
+``group_policy`` extra specs, the image's ``traits_required``, translates CPU pinning
+(``hw:cpu_policy`` and friends → ``PCPU`` / ``HW_CPU_HYPERTHREADING``) and PCI aliases
+when ``pci_in_placement`` is on, then fills ``VCPU``/``MEMORY_MB``/``DISK_GB`` from the
+flavor where the extra specs did not. Request filters then add aggregates and root traits;
+``apply_destination`` pins the query to a requested or forced host.
+
+Where Nova logs a warning and drops a malformed extra spec, this raises InvalidInput
+(400): a flavor that silently means less than it says is how hosts end up wrong.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+import os_resource_classes as orc
+import os_traits
+
+from allotment.config import Settings
+from allotment.errors import InvalidInput, NoValidHost
+from allotment.scheduler.explain import Explanation, Funnel
+from allotment.scheduler.numa import cpu_constraints
+from allotment.scheduler.pci import pci_requests
+from allotment.scheduler.request import RequestSpec
+from allotment.scheduler.snapshot import HostSnapshot
+
+_KEY = re.compile(r"^(resources|trait)([a-zA-Z0-9_-]{1,64})?:(.*)$")
+GroupPolicy = Literal["none", "isolate"]
+
+
+@dataclass
+class RequestGroup:
+    """One placement request group (``resources$S``, ``required$S``, ``member_of$S``...)."""
+
+    suffix: str = ""
+    resources: dict[str, int] = field(default_factory=dict)
+    # Each item is an any-of set (``required=in:A,B``); every item must hold.
+    required_traits: list[frozenset[str]] = field(default_factory=list)
+    forbidden_traits: set[str] = field(default_factory=set)
+    # Each item is an any-of set of aggregate uuids; every item must hold.
+    member_of: list[frozenset[str]] = field(default_factory=list)
+    forbidden_aggregates: set[str] = field(default_factory=set)
+    in_tree: str | None = None
+
+    def require_trait(self, trait: str) -> None:
+        item = frozenset({trait})
+        if item not in self.required_traits:
+            self.required_traits.append(item)
+
+    @property
+    def required_trait_names(self) -> set[str]:
+        return {t for item in self.required_traits if len(item) == 1 for t in item}
+
+    def is_empty(self) -> bool:
+        return not (
+            self.resources
+            or self.required_traits
+            or self.forbidden_traits
+            or self.member_of
+            or self.forbidden_aggregates
+        )
+
+
+@dataclass
+class ResourceRequest:
+    """The whole allocation-candidates query for one request."""
+
+    groups: dict[str, RequestGroup] = field(default_factory=dict)
+    group_policy: GroupPolicy | None = None
+    same_subtree: list[frozenset[str]] = field(default_factory=list)
+    root_required: set[str] = field(default_factory=set)
+    root_forbidden: set[str] = field(default_factory=set)
+    # None: no limit (Nova lifts max_placement_results for group / same / different host).
+    limit: int | None = None
+    # Whether hw:cpu_policy asked for pinned CPUs (the PCPU translation happened).
+    cpu_pinning_requested: bool = False
+
+    def group(self, suffix: str = "") -> RequestGroup:
+        found = self.groups.get(suffix)
+        if found is None:
+            found = self.groups[suffix] = RequestGroup(suffix)
+        return found
+
+    @property
+    def unsuffixed(self) -> RequestGroup:
+        return self.group("")
+
+    def merged_resources(self) -> dict[str, int]:
+        merged: dict[str, int] = {}
+        for group in self.groups.values():
+            for rc, amount in group.resources.items():
+                merged[rc] = merged.get(rc, 0) + amount
+        return merged
+
+    @property
+    def all_required_traits(self) -> set[str]:
+        found: set[str] = set()
+        for group in self.groups.values():
+            found |= group.required_trait_names
+        return found
+
+    def require_aggregates(self, uuids: set[str] | frozenset[str]) -> None:
+        """Any of ``uuids`` (AND'ed with aggregates required before)."""
+        self.unsuffixed.member_of.append(frozenset(uuids))
+
+    def suffixed_count(self) -> int:
+        return sum(1 for suffix in self.groups if suffix)
+
+    def _strip(self) -> None:
+        for group in self.groups.values():
+            group.resources = {rc: n for rc, n in group.resources.items() if n}
+        self.groups = {s: g for s, g in self.groups.items() if not g.is_empty()}
+
+    @classmethod
+    def from_spec(cls, spec: RequestSpec, settings: Settings) -> ResourceRequest:
+        request = cls(limit=settings.scheduler.max_placement_results)
+        flavor = spec.flavor
+        from_flavor = request._extra_specs(spec)
+        for trait in spec.image_properties.get("traits_required", []) or []:
+            request.unsuffixed.require_trait(str(trait))
+        request._pinning(spec)
+        outside = request._pci(spec, settings)
+        merged = request.merged_resources()
+        if orc.VCPU not in merged and orc.PCPU not in merged:
+            request.unsuffixed.resources[orc.VCPU] = flavor.vcpus
+        if orc.MEMORY_MB not in merged:
+            request.unsuffixed.resources[orc.MEMORY_MB] = flavor.memory_mb
+        if orc.DISK_GB not in merged:
+            disk = flavor.ephemeral_gb + math.ceil(flavor.swap / 1024)
+            if not spec.is_bfv:
+                disk += flavor.root_gb
+            request.unsuffixed.resources[orc.DISK_GB] = disk
+        request._strip()
+        if request.suffixed_count() >= 2 and request.group_policy is None:
+            if from_flavor >= 2:
+                raise InvalidInput(
+                    f"The flavor defines {from_flavor} numbered request groups but no "
+                    "group_policy; add the extra spec group_policy=none (groups may share "
+                    "providers) or group_policy=isolate (each group on its own provider)."
+                )
+            # Groups from outside the flavor (PCI) with no policy: Nova defaults to none.
+            request.group_policy = "none" if outside else None
+        return request
+
+    def _extra_specs(self, spec: RequestSpec) -> int:
+        """Parse ``resources*`` / ``trait*`` / ``group_policy``; returns the number of
+        numbered groups the flavor itself defines."""
+        for key, value in spec.extra_specs.items():
+            if key == "group_policy":
+                if value not in ("none", "isolate"):
+                    raise InvalidInput(f"group_policy={value!r} must be 'none' or 'isolate'")
+                self.group_policy = value  # type: ignore[assignment]
+                continue
+            match = _KEY.match(key)
+            if not match:
+                continue
+            prefix, suffix, name = match.groups()
+            group = self.group(suffix or "")
+            if prefix == "resources":
+                if not (name.startswith(orc.CUSTOM_NAMESPACE) or name in orc.STANDARDS):
+                    raise InvalidInput(
+                        f"Extra spec {key}: {name!r} is neither a standard resource class "
+                        "nor a CUSTOM_ one"
+                    )
+                try:
+                    amount = int(value)
+                except ValueError:
+                    amount = -1
+                if amount < 0:
+                    raise InvalidInput(
+                        f"Extra spec {key}={value!r}: amounts must be non-negative integers"
+                    )
+                group.resources[name] = amount
+            elif value == "required":
+                group.require_trait(name)
+            elif value == "forbidden":
+                group.forbidden_traits.add(name)
+            else:
+                raise InvalidInput(
+                    f"Extra spec {key}={value!r}: trait values are 'required' or 'forbidden'"
+                )
+        return sum(1 for suffix in self.groups if suffix)
+
+    def _pinning(self, spec: RequestSpec) -> None:
+        """Nova's ``_translate_pinning_policies``: dedicated CPUs are PCPU, not VCPU."""
+        flavor = spec.flavor
+        cpu = cpu_constraints(flavor.vcpus, spec.extra_specs, spec.image_properties)
+        if cpu.explicit:
+            return
+        if cpu.policy in ("dedicated", "mixed"):
+            self.cpu_pinning_requested = cpu.policy == "dedicated"
+            pcpus = len(cpu.dedicated) + (1 if cpu.emulator_threads_isolate else 0)
+            if cpu.policy == "mixed":
+                self.unsuffixed.resources[orc.VCPU] = flavor.vcpus - len(cpu.dedicated)
+            self.unsuffixed.resources[orc.PCPU] = pcpus
+        if "trait:HW_CPU_HYPERTHREADING" in spec.extra_specs:
+            return
+        if cpu.thread_policy == "isolate":
+            self.unsuffixed.forbidden_traits.add(os_traits.HW_CPU_HYPERTHREADING)
+        elif cpu.thread_policy == "require":
+            self.unsuffixed.require_trait(os_traits.HW_CPU_HYPERTHREADING)
+
+    def _pci(self, spec: RequestSpec, settings: Settings) -> int:
+        """With ``pci_in_placement``, one request group per requested device."""
+        requests = pci_requests(spec.extra_specs, settings.pci.alias)
+        if not settings.filter_scheduler.pci_in_placement or not requests:
+            return 0
+        aliases = {a.name: a for a in settings.pci.alias}
+        added = 0
+        for request in requests:
+            alias = aliases[request.alias]
+            rc = alias.resource_class or orc.normalize_name(
+                f"PCI_{alias.vendor_id or ''}_{alias.product_id or ''}"
+            )
+            if not rc.startswith(orc.CUSTOM_NAMESPACE) and rc not in orc.STANDARDS:
+                rc = orc.normalize_name(rc)
+            for index in range(request.count):
+                group = self.group(f"_pci_{request.alias}_{index}")
+                group.resources[rc] = 1
+                for trait in alias.traits:
+                    group.require_trait(trait)
+                added += 1
+        return added
+
+
+def no_such_host(funnel: Funnel, host: str | None, node: str | None) -> NoValidHost:
+    """The requested or forced host/node is not a known compute node."""
+    funnel.record("requested_destination", "request_filter", after=0, host=host, node=node)
+    summary = f"No such host - host: {host} node: {node}"
+    return NoValidHost(summary, explanation=Explanation(summary, funnel).to_dict())
+
+
+def apply_destination(
+    request: ResourceRequest, spec: RequestSpec, snapshot: HostSnapshot, funnel: Funnel
+) -> None:
+    """Nova's ``resources_from_request_spec`` destination handling: requested aggregates,
+    a requested or forced host/node (→ ``in_tree``), and lifting the candidate limit."""
+    destination = spec.requested_destination
+    host = node = None
+    if destination is not None:
+        host, node = destination.host, destination.node
+        for item in destination.aggregates:
+            uuids = frozenset(u.strip() for u in item.split(",") if u.strip())
+            if uuids:
+                request.require_aggregates(uuids)
+    if spec.force_hosts:
+        host = host or spec.force_hosts[0]
+    if spec.force_nodes:
+        node = node or spec.force_nodes[0]
+    if host or node:
+        rows = snapshot.node_rows(host, node)
+        if not rows:
+            raise no_such_host(funnel, host, node)
+        if len(rows) == 1:
+            request.unsuffixed.in_tree = snapshot.uuids[rows[0]]
+        else:
+            request.limit = None
+    if spec.instance_group is not None or any(
+        key in spec.scheduler_hints for key in ("group", "same_host", "different_host")
+    ):
+        request.limit = None

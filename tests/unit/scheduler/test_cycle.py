@@ -1,0 +1,169 @@
+"""The scheduling cycle: host pre-selection, the funnel and NoValidHost explanations,
+consumption across a multi-instance request, rankings and alternates."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from allotment.context import RequestContext
+from allotment.errors import NoValidHost
+from allotment.scheduler.request import parse_request_spec
+from tests.unit.scheduler.helpers import Cloud, spec
+
+
+def three_hosts() -> Cloud:
+    cloud = Cloud()
+    cloud.host("a", ram=1000)
+    cloud.host("b", ram=3000)
+    cloud.host("c", ram=2000)
+    return cloud
+
+
+def test_candidates_without_host_records_are_counted() -> None:
+    cloud = three_hosts()
+    stranger = str(uuid.uuid4())
+    pipeline = cloud.pipeline([], [])
+    snapshot = cloud.snapshot()
+    prepared = pipeline.prepare(RequestContext.internal(), parse_request_spec(spec()), snapshot)
+    candidates = cloud.candidates([stranger, *(r.uuid for r in cloud.records)])
+    cycle = pipeline.start(prepared, snapshot, candidates)
+    stage = cycle.funnel.stages[0]
+    assert (stage.name, stage.before, stage.after) == ("host_records", 4, 3)
+    assert stage.detail == {"unknown": [stranger]}
+    assert len(cycle.next_hosts()) == 3
+
+
+def test_requested_destination_host_and_node() -> None:
+    cloud = Cloud()
+    cloud.host("ironic", node="n1")
+    cloud.host("ironic", node="n2")
+    cloud.host("kvm")
+    body = spec(requested_destination={"host": "ironic"})
+    assert cloud.passing(body) == {"ironic"}
+    cycle = cloud.cycle(spec(requested_destination={"host": "ironic", "node": "n2"}), weighers=[])
+    assert [c.nodename for c in cycle.next_hosts()] == ["n2"]
+
+
+def test_unknown_requested_host_is_explained() -> None:
+    cloud = three_hosts()
+    with pytest.raises(NoValidHost, match="No such host - host: nowhere") as caught:
+        cloud.cycle(spec(requested_destination={"host": "nowhere"}))
+    assert caught.value.extra["explanation"]["emptied_by"]["stage"] == "requested_destination"
+
+
+def test_ignore_hosts_is_case_insensitive() -> None:
+    cloud = three_hosts()
+    assert cloud.passing(spec(ignore_hosts=["A", "c"])) == {"b"}
+
+
+def test_forced_hosts_skip_the_filters() -> None:
+    cloud = three_hosts()
+    cloud.records[0] = cloud.records[0].__class__(
+        "a", "a", cloud.records[0].report.model_copy(update={"disabled": True}), 0, 0
+    )
+    body = spec(force_hosts=["a"])
+    assert cloud.passing(body, "ComputeFilter") == {"a"}
+    body = spec(force_hosts=["a"], scheduler_hints={"_nova_check_type": "rebuild"})
+    assert cloud.passing(body, "ComputeFilter") == set()
+
+
+def test_force_nodes() -> None:
+    cloud = Cloud()
+    cloud.host("ironic", node="n1")
+    cloud.host("ironic", node="n2")
+    cycle = cloud.cycle(spec(force_nodes=["n1"]), weighers=[])
+    assert [c.nodename for c in cycle.next_hosts()] == ["n1"]
+
+
+def test_availability_zone_checked_on_hosts_when_not_sent_to_placement() -> None:
+    cloud = Cloud(scheduler={"query_placement_for_availability_zone": False})
+    cloud.host("in-az1")
+    cloud.host("in-az2")
+    cloud.host("unzoned")
+    cloud.aggregate("z1", ["in-az1"], availability_zone="az1")
+    cloud.aggregate("z2", ["in-az2"], availability_zone="az2")
+    assert cloud.passing(spec(availability_zone="az1")) == {"in-az1"}
+    assert cloud.passing(spec(availability_zone="nova")) == {"unzoned"}
+    assert cloud.passing(spec(availability_zone="elsewhere")) == set()
+
+
+def test_no_valid_host_explanation_names_the_stage_and_closest_misses() -> None:
+    cloud = Cloud(filter_scheduler={"max_io_ops_per_host": 2})
+    cloud.host("disabled-and-busy", disabled=True, io_ops=5)
+    cloud.host("busy", io_ops=3)
+    cloud.host("down", age=1000)
+    cycle = cloud.cycle(spec(), filters=["ComputeFilter", "IoOpsFilter"], weighers=[])
+    with pytest.raises(NoValidHost) as caught:
+        cycle.next_hosts()
+    explanation = caught.value.extra["explanation"]
+    assert caught.value.message == explanation["summary"]
+    assert "IoOpsFilter removed the last 1 of 3 candidate hosts" in explanation["summary"]
+    assert explanation["emptied_by"] == {"stage": "IoOpsFilter", "kind": "filter"}
+    counts = [(s["stage"], s.get("before"), s.get("after")) for s in explanation["stages"]]
+    assert counts == [("host_records", 3, 3), ("ComputeFilter", 3, 1), ("IoOpsFilter", 1, 0)]
+    misses = explanation["closest_misses"]
+    assert [m["host"] for m in misses][:2] == ["busy", "down"]
+    assert misses[0]["failed_filters"] == [
+        {"filter": "IoOpsFilter", "reason": "3 I/O operations in progress (limit 2)"}
+    ]
+    assert [f["filter"] for f in misses[2]["failed_filters"]] == ["ComputeFilter", "IoOpsFilter"]
+
+
+def test_later_instances_only_record_stages_that_removed_hosts() -> None:
+    cloud = Cloud(filter_scheduler={"max_io_ops_per_host": 1})
+    cloud.host("a")
+    cloud.host("b")
+    cloud.place(spec(), 2, filters=["ComputeFilter", "IoOpsFilter"])
+    cycle = cloud.cycle(spec(), filters=["ComputeFilter", "IoOpsFilter"], weighers=[])
+    for _ in range(2):
+        cycle.consume(cycle.next_hosts().first.position)
+    with pytest.raises(NoValidHost, match="for instance 3") as caught:
+        cycle.next_hosts()
+    stages = caught.value.extra["explanation"]["stages"]
+    assert [(s["stage"], s.get("instance", 0), s["after"]) for s in stages[1:]] == [
+        ("ComputeFilter", 0, 2),
+        ("IoOpsFilter", 0, 2),
+        ("IoOpsFilter", 1, 1),
+        ("IoOpsFilter", 2, 0),
+    ]
+
+
+def test_consumption_moves_the_next_instance_elsewhere() -> None:
+    cloud = three_hosts()
+    body = spec(flavor={"memory_mb": 1500})
+    assert cloud.place(body, 3, filters=[], weighers=["RAMWeigher"]) == ["b", "c", "b"]
+
+
+def test_ranking_iterates_every_host_best_first() -> None:
+    cloud = Cloud()
+    for i in range(40):
+        cloud.host(f"h{i:02}", ram=100 + i)
+    ranking = cloud.cycle(spec(), weighers=["RAMWeigher"]).next_hosts()
+    hosts = [c.host for c in ranking]
+    assert hosts == [f"h{i:02}" for i in reversed(range(40))]
+    assert len(ranking) == 40
+
+
+def test_alternates_exclude_selected_hosts_and_follow_weights() -> None:
+    cloud = Cloud()
+    for i, ram in enumerate([5000, 4000, 3000, 2000, 1000]):
+        cloud.host(f"h{i}", ram=ram)
+    cycle = cloud.cycle(spec(flavor={"memory_mb": 1500}), weighers=["RAMWeigher"])
+    chosen = []
+    for _ in range(2):
+        first = cycle.next_hosts().first
+        cycle.consume(first.position)
+        chosen.append(first.position)
+    alternates = cycle.alternates(chosen, 2)
+    assert [a.host for a in alternates] == ["h2", "h3"]
+    assert cycle.alternates(chosen, 0) == []
+
+
+def test_choice_maps_back_to_the_candidates() -> None:
+    cloud = three_hosts()
+    cycle = cloud.cycle(spec(), weighers=["RAMWeigher"])
+    first = cycle.next_hosts().first
+    assert first.host == "b"
+    assert cloud.candidates().uuids[first.candidate] == first.compute_node_uuid

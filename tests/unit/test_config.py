@@ -1,0 +1,50 @@
+"""Configuration: one typed source, validated with messages that name the option."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from allotment.cli import main
+from allotment.config import load_settings, to_toml
+from allotment.errors import ConfigError
+
+
+def test_file_then_environment_then_flags(tmp_path: Path) -> None:
+    path = tmp_path / "allotment.toml"
+    path.write_text('[server]\nport = 9000\nhost = "0.0.0.0"\n[database]\nurl = "sqlite:///a"\n')
+    env = {"ALLOTMENT_SERVER__PORT": "9100", "ALLOTMENT_FILTER_SCHEDULER__HOST_SUBSET_SIZE": "3"}
+    settings = load_settings(path, {"database": {"url": "sqlite:///b"}}, environ=env)
+    assert settings.server.port == 9100
+    assert settings.server.host == "0.0.0.0"
+    assert settings.database_url == "sqlite:///b"
+    assert settings.filter_scheduler.host_subset_size == 3
+
+
+def test_unknown_and_invalid_options_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[server]\nprot = 1\nport = 0\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+    message = str(caught.value)
+    assert "server.prot: unknown option" in message
+    assert "server.port" in message
+
+
+def test_show_round_trips_and_redacts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    settings = load_settings(None, {"database": {"url": "postgresql://u:pw@db/x"}}, environ={})
+    text = to_toml(settings)
+    path = tmp_path / "round.toml"
+    path.write_text(text)
+    assert load_settings(path, environ={}) == settings
+    assert main(["config", "show", "--database-url", "postgresql://u:pw@db/x"]) == 0
+    out = capsys.readouterr().out
+    assert "pw" not in out and 'url = "postgresql://u:***@db/x"' in out
+
+
+def test_missing_config_file_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["config", "show", "--config", str(tmp_path / "nope.toml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
