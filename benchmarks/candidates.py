@@ -222,8 +222,18 @@ def build_index(services: Services) -> dict[str, float]:
     }
 
 
+def server_memory_mb(pid: int) -> dict[str, float]:
+    """Resident set size now and at its peak (VmHWM), from /proc."""
+    found = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            found[key] = round(int(value.split()[0]) / 1024, 1)
+    return {"rss_mb": found["VmRSS"], "peak_rss_mb": found["VmHWM"]}
+
+
 @contextmanager
-def serving(folder: Path) -> Iterator[str]:
+def serving(folder: Path) -> Iterator[tuple[str, int]]:
     port = 38000 + os.getpid() % 1000
     log_file = (folder / "server.log").open("wb")
     process = subprocess.Popen(
@@ -257,7 +267,7 @@ def serving(folder: Path) -> Iterator[str]:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError((folder / "server.log").read_text()[-2000:]) from None
                 time.sleep(0.2)
-        yield url
+        yield url, process.pid
     finally:
         process.terminate()
         process.wait(30)
@@ -322,17 +332,23 @@ def flat(n: int, samples: int, http: bool, seed: int, classes: int) -> dict[str,
                 ],
                 "limit_10": [("resources", "VCPU:2,MEMORY_MB:4096,DISK_GB:20"), ("limit", "10")],
             }
-            with serving(folder) as url, requests.Session() as session:
+            with serving(folder) as (url, pid), requests.Session() as session:
                 session.trust_env = False
                 session.headers.update(
                     {"x-auth-token": "admin", "openstack-api-version": "placement 1.39"}
                 )
+                # The index is built in the background at start-up; wait for it.
+                http_get(session, url, params["limit_10"])
+                out["server_memory_indexed"] = server_memory_mb(pid)
+                log(f"flat {n}: server memory with the index built {out['server_memory_indexed']}")
                 for name, query in params.items():
                     timing, body = timed(lambda q=query: http_get(session, url, q), samples)
                     timing["candidates"] = len(json.loads(body)["allocation_requests"])
                     timing["response_bytes"] = len(body)
                     out["http"][name] = timing
                     log(f"flat {n}: http {name}: {timing}")
+                out["server_memory"] = server_memory_mb(pid)
+                log(f"flat {n}: server memory {out['server_memory']}")
         return out
 
 
@@ -380,7 +396,7 @@ def wide(hosts: int, samples: int, http: bool) -> dict[str, Any]:
                 ("limit", str(WIDE_LIMIT)),
             ]
             query += [(f"resources_GPU{k}", "VGPU:1") for k in range(WIDE_GROUPS)]
-            with serving(folder) as url, requests.Session() as session:
+            with serving(folder) as (url, _), requests.Session() as session:
                 session.trust_env = False
                 session.headers.update(
                     {"x-auth-token": "admin", "openstack-api-version": "placement 1.39"}

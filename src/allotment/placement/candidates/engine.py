@@ -553,7 +553,7 @@ class _Search:
         would have had to contribute more than it kept."""
         n_rows = len(table)
         if not n_rows:
-            return _EMPTY, True
+            return _EMPTY, table.truncated is None or not table.truncated.any()
         anchor = table.anchor
         boundary = np.empty(n_rows, bool)
         boundary[0] = True

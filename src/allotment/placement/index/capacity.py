@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from allotment.placement.index.loader import Facts
+from allotment.placement.index.loader import Facts, Snapshot
 
 I64 = np.int64
 IntArray = npt.NDArray[np.int64]
@@ -366,11 +366,11 @@ class IndexState:
         self.free[:, rows] = cap - self.used[:, rows]
 
     @classmethod
-    def build(cls, facts: Facts) -> IndexState:
-        """A state holding exactly ``facts`` (every provider), built with array operations."""
-        n = len(facts.providers)
-        rc_ids = sorted({i[1] for i in facts.inventories} | {u[1] for u in facts.usages})
-        trait_ids = sorted({t[1] for t in facts.traits})
+    def build(cls, snap: Snapshot) -> IndexState:
+        """A state holding exactly ``snap`` (every provider), built with array operations."""
+        n = len(snap.ids)
+        rc_ids = np.union1d(snap.inventories[:, 1], snap.usages[:, 1]).tolist()
+        trait_ids = np.unique(snap.traits[:, 1]).tolist()
         state = cls(rows=max(n, 64), cols=max(len(rc_ids), 4), words=len(trait_ids) // 64 + 1)
         if not n:
             return state
@@ -378,58 +378,62 @@ class IndexState:
             state.column(rc_id)
         for trait_id in trait_ids:
             state.bit(trait_id)
-        providers = sorted(facts.providers)
-        ids = np.fromiter((p[0] for p in providers), I64, n)
+        ids = snap.ids
         state.size = n
         state.ids[:n] = ids
         state.alive[:n] = True
-        state.uuids[:n] = [p[1] for p in providers]
-        state.row_of_id = {int(i): row for row, i in enumerate(ids)}
-        state.row_of_uuid = {p[1]: row for row, p in enumerate(providers)}
-        state.root[:n] = np.searchsorted(ids, np.fromiter((p[2] for p in providers), I64, n))
-        parents = np.fromiter((-1 if p[3] is None else p[3] for p in providers), I64, n)
-        has_parent = parents >= 0
-        state.parent[:n] = np.where(has_parent, np.searchsorted(ids, parents), -1)
+        state.uuids[:n] = snap.uuids
+        state.row_of_id = dict(zip(ids.tolist(), range(n), strict=True))
+        state.row_of_uuid = dict(zip(snap.uuids, range(n), strict=True))
+        state.root[:n] = np.searchsorted(ids, snap.roots)
+        has_parent = snap.parents >= 0
+        state.parent[:n] = np.where(has_parent, np.searchsorted(ids, snap.parents), -1)
         state.children = int(has_parent.sum())
 
-        if facts.inventories:
-            # provider, class, total, reserved, min_unit, max_unit, step_size
-            inv = np.array([r[:7] for r in facts.inventories], dtype=I64)
-            rows = np.searchsorted(ids, inv[:, 0])
-            cols = np.array([state.rc_col[c] for c in inv[:, 1].tolist()], I64)
+        # Class id -> column, as an array to translate whole columns at once.
+        lookup = np.zeros(max(rc_ids, default=0) + 1, I64)
+        lookup[list(state.rc_col)] = list(state.rc_col.values())
+
+        def columns(rc: IntArray) -> IntArray:
+            found: IntArray = lookup[rc]
+            return found
+
+        inv = snap.inventories
+        if len(inv):
+            rows, cols = np.searchsorted(ids, inv[:, 0]), columns(inv[:, 1])
             state.inv[cols, rows] = True
             state.total[cols, rows] = inv[:, 2]
             state.reserved[cols, rows] = inv[:, 3]
             state.min_unit[cols, rows] = inv[:, 4]
             state.max_unit[cols, rows] = inv[:, 5]
             state.step[cols, rows] = np.maximum(inv[:, 6], 1)
-            state.ratio[cols, rows] = np.fromiter(
-                (r[7] for r in facts.inventories), np.float64, len(facts.inventories)
-            )
-        if facts.usages:
-            use = np.array(facts.usages, dtype=I64)
-            cols = np.array([state.rc_col[c] for c in use[:, 1].tolist()], I64)
-            state.used[cols, np.searchsorted(ids, use[:, 0])] = use[:, 2]
-        if facts.traits:
-            pairs = np.array(facts.traits, dtype=I64)
+            state.ratio[cols, rows] = snap.ratios
+        if len(snap.usages):
+            use = snap.usages
+            state.used[columns(use[:, 1]), np.searchsorted(ids, use[:, 0])] = use[:, 2]
+        if len(snap.traits):
+            pairs = snap.traits[np.lexsort((snap.traits[:, 1], snap.traits[:, 0]))]
             rows = np.searchsorted(ids, pairs[:, 0])
             bits = np.array([state.trait_bit[t] for t in pairs[:, 1].tolist()], I64)
             values = np.left_shift(np.uint64(1), (bits % 64).astype(np.uint64))
             np.bitwise_or.at(state.traits, (bits // 64, rows), values)
-            by_row: dict[int, list[int]] = {}
-            for row, trait_id in zip(rows.tolist(), pairs[:, 1].tolist(), strict=True):
-                by_row.setdefault(row, []).append(trait_id)
-            for row, trait_ids in by_row.items():
-                state.trait_set[row] = state._trait_set_id(tuple(sorted(set(trait_ids))))
+            # Rows are sorted, so each provider's traits are one run of ``pairs``.
+            starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+            ends = np.r_[starts[1:], len(rows)]
+            trait_list = pairs[:, 1].tolist()
+            for row, a, b in zip(
+                rows[starts].tolist(), starts.tolist(), ends.tolist(), strict=True
+            ):
+                state.trait_set[row] = state._trait_set_id(tuple(sorted(set(trait_list[a:b]))))
+        state.agg_uuid = dict(snap.aggregates)
+        state.agg_by_uuid = {u: i for i, u in snap.aggregates.items()}
         agg_by_row: dict[int, set[int]] = {}
-        for pid, agg_id, agg_uuid in facts.aggregates:
-            row = state.row_of_id[pid]
-            state.agg_by_uuid[agg_uuid] = agg_id
-            state.agg_uuid[agg_id] = agg_uuid
+        member_rows = np.searchsorted(ids, snap.memberships[:, 0]).tolist()
+        for row, agg_id in zip(member_rows, snap.memberships[:, 1].tolist(), strict=True):
             state.agg_rows.setdefault(agg_id, set()).add(row)
             agg_by_row.setdefault(row, set()).add(agg_id)
         for row, agg_ids in agg_by_row.items():
             state.row_aggs[row] = frozenset(agg_ids)
-        state.seen[:n] = facts.seq
+        state.seen[:n] = snap.seq
         state._derive(np.arange(n, dtype=I64))
         return state

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -55,7 +57,6 @@ _AGGREGATES = sa.select(rpa.c.resource_provider_id, rpa.c.aggregate_id, agg.c.uu
 )
 
 _IDS: sa.BindParameter[Any] = sa.bindparam("ids", expanding=True)
-_ALL = tuple(Prepared(q) for q in (_PROVIDERS, _INVENTORIES, _USAGES, _TRAITS, _AGGREGATES))
 _SOME = (
     Prepared(_PROVIDERS.where(rp.c.id.in_(_IDS))),
     Prepared(_INVENTORIES.where(inv.c.resource_provider_id.in_(_IDS))),
@@ -125,13 +126,74 @@ def _convert(facts: Facts, raw: list[list[tuple[Any, ...]]]) -> None:
     facts.aggregates += [(int(a), int(b), canonical_uuid(str(u))) for a, b, u in aggs]
 
 
-def read_all(db: Database) -> Facts:
+@dataclass
+class Snapshot:
+    """Every provider as arrays (what the index is built from at start-up), ordered by
+    provider id. Read in chunks, so building never holds all rows as Python objects."""
+
+    seq: int
+    ids: npt.NDArray[np.int64]
+    uuids: list[str]
+    roots: npt.NDArray[np.int64]
+    parents: npt.NDArray[np.int64]  # -1: none
+    # provider id, class id, total, reserved, min_unit, max_unit, step_size
+    inventories: npt.NDArray[np.int64]
+    ratios: npt.NDArray[np.float64]
+    usages: npt.NDArray[np.int64]  # provider id, class id, used
+    traits: npt.NDArray[np.int64]  # provider id, trait id
+    memberships: npt.NDArray[np.int64]  # provider id, aggregate id
+    aggregates: dict[int, str]  # aggregate id -> uuid (canonical spelling)
+
+
+_CHUNK = 50000
+
+
+def _matrix(conn: Connection, stmt: sa.Select[Any], width: int) -> npt.NDArray[np.float64]:
+    """All rows of a numeric query as a float matrix (exact for integers below 2**53, which
+    every column here is), converted chunk by chunk."""
+    parts = [
+        np.array([tuple(row) for row in part], dtype=np.float64).reshape(-1, width)
+        for part in conn.execute(stmt.execution_options(yield_per=_CHUNK)).partitions()
+    ]
+    return np.concatenate(parts) if parts else np.zeros((0, width))
+
+
+def read_all(db: Database) -> Snapshot:
     """Every provider. The change-log position is read first, so any later write is
     replayed by the poller (refreshing is idempotent)."""
     with snapshot(db) as conn:
-        facts = Facts(seq=changes.latest(conn))
-        _convert(facts, [q.rows(conn) for q in _ALL])
-    return facts
+        seq = changes.latest(conn)
+        ids: list[int] = []
+        uuids: list[str] = []
+        roots: list[int] = []
+        parents: list[int] = []
+        query = _PROVIDERS.order_by(rp.c.id).execution_options(yield_per=_CHUNK)
+        for part in conn.execute(query).partitions():
+            for pid, uuid, root, parent in part:
+                ids.append(pid)
+                uuids.append(uuid)
+                roots.append(root)
+                parents.append(-1 if parent is None else parent)
+        inv = _matrix(conn, _INVENTORIES, 8)
+        aggregates = {
+            int(agg_id): canonical_uuid(str(uuid))
+            for agg_id, uuid in conn.execute(sa.select(agg.c.id, agg.c.uuid))
+        }
+        return Snapshot(
+            seq=seq,
+            ids=np.array(ids, dtype=np.int64),
+            uuids=uuids,
+            roots=np.array(roots, dtype=np.int64),
+            parents=np.array(parents, dtype=np.int64),
+            inventories=inv[:, :7].astype(np.int64),
+            ratios=inv[:, 7].copy(),
+            usages=_matrix(conn, _USAGES, 3).astype(np.int64),
+            traits=_matrix(conn, _TRAITS, 2).astype(np.int64),
+            memberships=_matrix(
+                conn, sa.select(rpa.c.resource_provider_id, rpa.c.aggregate_id), 2
+            ).astype(np.int64),
+            aggregates=aggregates,
+        )
 
 
 def read_some(
