@@ -73,11 +73,25 @@ def build_services(settings: Settings) -> Services:
     migrate.prepare(db)
     # Loading the plugins first: a bad filter or weigher name stops start-up here.
     pipeline = Pipeline.from_settings(settings)
-    placement = PlacementService(db)
+    placement = PlacementService(
+        db,
+        randomize_candidates=settings.placement.randomize_allocation_candidates,
+        max_candidates=settings.placement.max_allocation_candidates,
+        all_permutations=settings.placement.allocation_candidate_permutations == "all",
+    )
     placement.catalog.sync_standard()
     tokens: TokenStore | None = None
     authenticator: Authenticator
-    background: list[Any] = [prune_change_log_task(db, settings.placement.change_log_retention_s)]
+    background: list[Any] = [
+        prune_change_log_task(db, settings.placement.change_log_retention_s),
+        # Builds the capacity index at start-up, then follows other processes' writes.
+        PeriodicTask(
+            "capacity-index",
+            settings.placement.index_poll_interval,
+            placement.index.catch_up,
+            run_first=True,
+        ),
+    ]
     if settings.server.auth == "noauth":
         authenticator = NoAuth()
     else:

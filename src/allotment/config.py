@@ -54,6 +54,10 @@ class PlacementConfig(Section):
     # Keep change-log rows this long; a process further behind rebuilds its index.
     change_log_retention_s: float = Field(3600.0, gt=0)
     randomize_allocation_candidates: bool = False
+    # "distinct": candidates that differ only by which of several interchangeable providers
+    # (identical leaves under one parent) serves which of several identical request groups
+    # are returned once. "all": every such permutation, as upstream Placement does.
+    allocation_candidate_permutations: Literal["distinct", "all"] = "distinct"
     # Upper bound on allocation requests computed when the caller gives no limit (0 = none).
     max_allocation_candidates: int = Field(0, ge=0)
 

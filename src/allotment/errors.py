@@ -79,6 +79,15 @@ class TraitNotFound(NotFound):
         self.name = name
 
 
+class UnknownTrait(InvalidInput):
+    """A query filters on a trait that does not exist (400 "No such trait(s): X.", the
+    wording of GET /allocation_candidates and GET /resource_providers)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"No such trait(s): {name}.")
+        self.name = name
+
+
 class InventoryNotFound(NotFound):
     """A provider has no inventory of the named class."""
 

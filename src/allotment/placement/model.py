@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 
@@ -72,6 +72,67 @@ class Inventory:
     @property
     def modified(self) -> datetime | None:
         return self.updated_at or self.created_at
+
+
+@dataclass(frozen=True, slots=True)
+class RequestGroup:
+    """One request group of an allocation-candidate (or provider) query.
+
+    The unsuffixed group (``suffix == ""``) may be satisfied by several providers of one tree
+    plus sharing providers; a suffixed (granular) group by exactly one provider.
+    Trait and aggregate requirements are conjunctions of any-of sets: ``required_traits =
+    (frozenset({"A", "B"}), frozenset({"C"}))`` means (A or B) and C.
+    """
+
+    suffix: str = ""
+    resources: Mapping[str, int] = field(default_factory=dict)
+    required_traits: tuple[frozenset[str], ...] = ()
+    forbidden_traits: frozenset[str] = frozenset()
+    member_of: tuple[frozenset[str], ...] = ()
+    forbidden_aggregates: frozenset[str] = frozenset()
+    in_tree: str | None = None
+
+    @property
+    def use_same_provider(self) -> bool:
+        return bool(self.suffix)
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateRequest:
+    """Everything ``GET /allocation_candidates`` asks, independent of HTTP.
+
+    ``nested_aware`` is False for microversions before 1.29: a candidate may then not take
+    resources from two providers of the same tree.
+    """
+
+    groups: tuple[RequestGroup, ...]
+    limit: int | None = None
+    group_policy: str | None = None
+    root_required: frozenset[str] = frozenset()
+    root_forbidden: frozenset[str] = frozenset()
+    same_subtrees: tuple[frozenset[str], ...] = ()
+    nested_aware: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class AllocationRequest:
+    """One allocation candidate: what to claim from which provider, and which provider
+    satisfied each request group (``mappings``, keyed by suffix)."""
+
+    allocations: Mapping[str, Mapping[str, int]]
+    mappings: Mapping[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSummary:
+    """A provider of a tree that takes part in some candidate: capacity and usage per class
+    (``capacity = (total - reserved) * allocation_ratio``), traits and tree links."""
+
+    uuid: str
+    root_uuid: str
+    parent_uuid: str | None
+    resources: Mapping[str, tuple[int, int]]
+    traits: tuple[str, ...]
 
 
 # Upstream's project and user ids for consumers written before microversion 1.8, when

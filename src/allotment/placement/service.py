@@ -19,14 +19,19 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from allotment import errors
+from allotment.placement.candidates import CandidateSet, collect, search
+from allotment.placement.candidates import resolve as candidate_resolve
+from allotment.placement.index import CapacityIndex
 from allotment.placement.model import (
     CUSTOM_PREFIX,
     UNKNOWN_CONSUMER_TYPE,
     Allocation,
+    CandidateRequest,
     CatalogEntry,
     ConsumerWrite,
     Inventory,
     Provider,
+    RequestGroup,
     Usage,
 )
 from allotment.placement.store import aggregates as aggregate_store
@@ -57,7 +62,9 @@ class WriteTxn:
     now: datetime
     touched: set[int] = field(default_factory=set)
     scope: str = changes.SCOPE_PROVIDERS
-    # Facts a listener can apply without reading SQL again (e.g. usage deltas), by topic.
+    # Facts a listener can apply without reading SQL again, by topic. "usage_deltas":
+    # {(provider id, class id): change of used}, noted only by writes whose sole effect on
+    # the touched providers is their usage (the capacity index applies them as they are).
     notes: dict[str, Any] = field(default_factory=dict)
     seq: int = 0
 
@@ -69,10 +76,24 @@ Listener = Callable[[WriteTxn], None]
 
 
 class PlacementService:
-    def __init__(self, db: Database, catalog: Catalog | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        catalog: Catalog | None = None,
+        *,
+        randomize_candidates: bool = False,
+        max_candidates: int = 0,
+        all_permutations: bool = False,
+    ) -> None:
         self.db = db
         self.catalog = catalog or Catalog(db)
         self._listeners: list[Listener] = []
+        # Reads that scan capacity are served from this process's index (see index/).
+        self.index = CapacityIndex(db, self.catalog)
+        self.add_listener(self.index.on_write)
+        self.randomize_candidates = randomize_candidates
+        self.max_candidates = max_candidates
+        self.all_permutations = all_permutations
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -111,8 +132,25 @@ class PlacementService:
             return provider_store.require(conn, uuid)
 
     def list_providers(
-        self, *, name: str | None = None, uuid: str | None = None, in_tree: str | None = None
+        self,
+        *,
+        name: str | None = None,
+        uuid: str | None = None,
+        in_tree: str | None = None,
+        having: RequestGroup | None = None,
     ) -> list[Provider]:
+        """Providers matching every filter. ``having`` (resources with capacity left, traits,
+        aggregates, each on the provider itself) is answered by the capacity index."""
+        ids = None
+        if having is not None:
+            need = candidate_resolve.need_of(self.catalog, having)
+            self.index.ensure_loaded()
+            with self.index.lock:
+                state = self.index.state
+                rows = candidate_resolve.provider_mask(state, need).nonzero()[0]
+                ids = set(state.ids[rows].tolist())
+            if not ids:
+                return []
         with self.db.read() as conn:
             root_id = None
             if in_tree is not None:
@@ -120,7 +158,14 @@ class PlacementService:
                 if anchor is None:
                     return []
                 root_id = anchor.root_id
-            return provider_store.list_providers(conn, name=name, uuid=uuid, root_id=root_id)
+            # A long IN list costs more than filtering the rows in Python.
+            in_sql = ids if ids is not None and len(ids) <= 1000 else None
+            found = provider_store.list_providers(
+                conn, name=name, uuid=uuid, root_id=root_id, ids=in_sql
+            )
+        if ids is not None and in_sql is None:
+            found = [p for p in found if p.id in ids]
+        return found
 
     def create_provider(
         self, *, name: str, uuid: str | None = None, parent_uuid: str | None = None
@@ -569,6 +614,31 @@ class PlacementService:
 
         return self._write(work, retries=3)
 
+    # -- allocation candidates ------------------------------------------------------------
+
+    def allocation_candidates(self, request: CandidateRequest) -> CandidateSet:
+        """Every way to satisfy ``request`` now (or ``request.limit`` of them, spread over
+        trees), with summaries of the providers involved. Served from the capacity index."""
+        limit = request.limit or self.max_candidates or None
+        query = candidate_resolve.query_of(
+            self.catalog,
+            request,
+            limit=limit,
+            randomize=self.randomize_candidates,
+            distinct=not self.all_permutations,
+        )
+        self.index.ensure_loaded()
+        with self.index.lock:
+            state = self.index.state
+            found = search(state, query)
+            return collect(
+                state,
+                query,
+                found,
+                class_name=self.catalog.resource_classes.name_of,
+                trait_name=self.catalog.traits.name_of,
+            )
+
     # -- allocations ----------------------------------------------------------------------
 
     def get_consumer_allocations(self, consumer_uuid: str) -> list[Allocation]:
@@ -757,9 +827,8 @@ class PlacementService:
                 inventory_store.delete(conn, rp_id, removing)
                 self._put_inventories(txn, rp_id, wanted, have, inv_ids)
                 allocation_store.bump_generations(conn, [rp_id], txn.now)
-            self._note_allocations(
-                txn, replacement.touched | set(found.values()), replacement.usage_deltas
-            )
+            # Not noted as usage deltas: inventories changed too, so listeners re-read.
+            txn.touch(*replacement.touched, *found.values())
 
         self._write(work, retries=self.db.write_retries)
 

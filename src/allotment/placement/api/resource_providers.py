@@ -6,8 +6,10 @@ from typing import Any
 
 from starlette.responses import Response
 
+from allotment import errors
+from allotment.placement.api import params
 from allotment.placement.api.http import PlacementRequest, newest, takes_json
-from allotment.placement.model import Provider
+from allotment.placement.model import Provider, RequestGroup
 from allotment.placement.schemas import resource_provider as schemas
 from allotment.placement.service import UNSET
 
@@ -64,11 +66,38 @@ def get_resource_provider(req: PlacementRequest) -> Response:
 
 def list_resource_providers(req: PlacementRequest) -> Response:
     req.authorize("placement:resource_providers:list")
-    schemas.list_query(req.mv.minor).validate(req.query_dict())
     query = req.query_dict()
-    found = req.service.list_providers(
-        name=query.get("name"), uuid=query.get("uuid"), in_tree=query.get("in_tree")
-    )
+    schemas.list_query(req.mv.minor).validate(query)
+    having = None
+    member_of = params.values_of(req.query, "member_of")
+    required = params.values_of(req.query, "required")
+    if member_of or required or "resources" in query:
+        aggregates, not_aggregates = params.member_of_param(member_of, "", req.mv)
+        traits, not_traits = (
+            params.traits_param(required, req.mv) if required else ((), frozenset())
+        )
+        having = RequestGroup(
+            resources=params.parse_resources(query["resources"]) if "resources" in query else {},
+            required_traits=traits,
+            forbidden_traits=not_traits,
+            member_of=aggregates,
+            forbidden_aggregates=not_aggregates,
+        )
+    try:
+        found = req.service.list_providers(
+            name=query.get("name"),
+            uuid=query.get("uuid"),
+            in_tree=query.get("in_tree"),
+            having=having,
+        )
+    except errors.UnknownResourceClass as exc:
+        raise errors.InvalidInput(
+            f"Invalid resource class in resources parameter: {exc.message}"
+        ) from None
+    except errors.UnknownTrait as exc:
+        raise errors.InvalidInput(
+            f'Invalid trait(s) in "required" parameter: {exc.message}'
+        ) from None
     body = {"resource_providers": [serialize(req, p) for p in found]}
     return req.respond(body, last_modified=newest(p.modified for p in found))
 

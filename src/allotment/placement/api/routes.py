@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from allotment.placement.api import (
     aggregates,
+    allocation_candidates,
     allocations,
     inventories,
     reshaper,
@@ -18,6 +19,7 @@ from allotment.placement.api.routing import Router
 
 ROUTES: list[tuple[str, dict[str, Handler]]] = [
     ("/", {"GET": root.home}),
+    ("/allocation_candidates", {"GET": allocation_candidates.list_allocation_candidates}),
     (
         "/resource_providers",
         {
