@@ -7,6 +7,7 @@ database is an error: CI must exercise them.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -91,6 +92,17 @@ class PlacementClient:
         resp = self.post("/resource_providers", body, microversion="1.39")
         assert resp.status_code == 200, resp.text
         return dict(resp.json())
+
+
+@pytest.fixture(autouse=True)
+def _root_log_handlers() -> Iterator[None]:
+    """A test running the CLI installs a log handler on its captured stderr: put the old
+    ones back, or background threads of later tests write to a closed stream."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture
