@@ -33,6 +33,17 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, help="worker processes (default 1)")
     serve.add_argument("--auth", choices=["token", "noauth"], help="authentication (default token)")
     serve.add_argument("--state-dir", help="folder for the default database and the admin token")
+    serve.add_argument(
+        "--placement-url",
+        metavar="URL",
+        help="schedule against this Placement over HTTP instead of the embedded one",
+    )
+    serve.add_argument(
+        "--placement-token",
+        metavar="TOKEN",
+        help="X-Auth-Token for --placement-url (visible to other local users: prefer "
+        "ALLOTMENT_PLACEMENT_CLIENT__TOKEN or [placement_client] token_file)",
+    )
 
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -71,7 +82,15 @@ def _settings(args: argparse.Namespace) -> Settings:
         if value is not None:
             server[key] = value
     database = {"url": args.database_url} if getattr(args, "database_url", None) else {}
-    return load_settings(args.config, {"server": server, "database": database})
+    placement_client: dict[str, Any] = {}
+    if getattr(args, "placement_url", None):
+        placement_client["url"] = args.placement_url
+    if getattr(args, "placement_token", None):
+        placement_client["token"] = args.placement_token
+    return load_settings(
+        args.config,
+        {"server": server, "database": database, "placement_client": placement_client},
+    )
 
 
 def _serve(settings: Settings) -> int:
@@ -89,11 +108,12 @@ def _serve(settings: Settings) -> int:
         path = services.tokens.ensure_bootstrap(settings.server.state_dir)
         LOG.info("bootstrap admin token: %s (mode 0600)", path.resolve())
     LOG.info(
-        "allotment %s serving on http://%s:%d (database: %s)",
+        "allotment %s serving on http://%s:%d (database: %s; scheduler uses placement %s)",
         __version__,
         settings.server.host,
         settings.server.port,
         log.redact(services.db.url),
+        log.redact(settings.placement_client.url) or "in-process",
     )
     options: dict[str, Any] = {
         "host": settings.server.host,

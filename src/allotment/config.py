@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from allotment.errors import ConfigError
 
 ENV_PREFIX = "ALLOTMENT_"
+# Options whose values ``to_toml`` never shows.
+SECRET_OPTIONS = frozenset({"token"})
 
 
 class Section(BaseModel):
@@ -60,6 +62,40 @@ class PlacementConfig(Section):
     allocation_candidate_permutations: Literal["distinct", "all"] = "distinct"
     # Upper bound on allocation requests computed when the caller gives no limit (0 = none).
     max_allocation_candidates: int = Field(0, ge=0)
+
+
+class PlacementClientConfig(Section):
+    """Where the scheduler finds placement. No ``url``: the placement embedded in this
+    process, called in-process. A ``url``: that Placement (ours or OpenStack's) over HTTP."""
+
+    url: str = ""
+    # Sent as X-Auth-Token (a keystone token, or noauth2's "admin"); prefer token_file or
+    # ALLOTMENT_PLACEMENT_CLIENT__TOKEN to a command-line flag other users can read.
+    token: str | None = None
+    token_file: Path | None = None
+    timeout: float = Field(10.0, gt=0)
+    # Retries of requests that cannot have taken effect (connection refused, 502/503/504
+    # to reads), with exponential backoff from ``backoff`` seconds.
+    retries: int = Field(3, ge=0, le=20)
+    backoff: float = Field(0.2, ge=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    def read_token(self) -> str | None:
+        """The token, from ``token`` or the first line of ``token_file``."""
+        if self.token:
+            return self.token
+        if self.token_file is None:
+            return None
+        try:
+            return self.token_file.read_text().strip() or None
+        except OSError as exc:
+            raise ConfigError(f"placement_client.token_file: cannot read it ({exc})") from None
 
 
 class CorsConfig(Section):
@@ -230,6 +266,7 @@ class Settings(Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     placement: PlacementConfig = Field(default_factory=PlacementConfig)
+    placement_client: PlacementClientConfig = Field(default_factory=PlacementClientConfig)
     cors: CorsConfig = Field(default_factory=CorsConfig)
     plugins: PluginsConfig = Field(default_factory=PluginsConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
@@ -343,6 +380,8 @@ def to_toml(settings: Settings, *, redact: Callable[[str], str] = lambda s: s) -
             if value is None:  # TOML has no null: an unset option is left out
                 lines.append(f"# {key} is unset")
                 continue
+            if key in SECRET_OPTIONS:
+                value = "***"
             if isinstance(value, str):
                 value = redact(value)
             lines.append(f"{key} = {_toml_value(value)}")

@@ -48,3 +48,20 @@ def test_missing_config_file_is_a_clear_error(
 ) -> None:
     assert main(["config", "show", "--config", str(tmp_path / "nope.toml")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_placement_client_options(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("from-file\n")
+    settings = load_settings(
+        None,
+        {"placement_client": {"url": "http://placement:8778/", "token_file": str(token_file)}},
+        environ={},
+    )
+    assert settings.placement_client.url == "http://placement:8778"
+    assert settings.placement_client.read_token() == "from-file"
+    with pytest.raises(ConfigError, match=r"placement_client\.url"):
+        load_settings(None, {"placement_client": {"url": "placement:8778"}}, environ={})
+    env = {"ALLOTMENT_PLACEMENT_CLIENT__TOKEN": "s3cret"}
+    shown = to_toml(load_settings(None, environ=env))
+    assert "s3cret" not in shown and 'token = "***"' in shown

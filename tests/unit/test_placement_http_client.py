@@ -25,9 +25,12 @@ ROOT, GPU0, GPU1, SHARED = (str(uuid.UUID(int=i)) for i in range(1, 5))
 
 def client(handler: Callable[[httpx.Request], httpx.Response]) -> HttpPlacementClient:
     transport = HttpTransport(
-        "http://placement.test", token="secret", microversion="1.39", retries=0,
+        "http://placement.test",
+        token="secret",
+        microversion="1.39",
+        retries=0,
         transport=httpx.MockTransport(handler),
-    )  # fmt: skip
+    )
     return HttpPlacementClient(transport)
 
 
@@ -76,24 +79,52 @@ def test_resource_request_becomes_upstreams_query_string() -> None:
 
 def test_candidates_are_grouped_by_the_root_of_their_providers() -> None:
     summaries = {
-        ROOT: {"resources": {"VCPU": {"capacity": 16, "used": 4},
-                             "MEMORY_MB": {"capacity": 8192, "used": 1024}},
-               "traits": [], "root_provider_uuid": ROOT, "parent_provider_uuid": None},
-        GPU0: {"resources": {"VGPU": {"capacity": 1, "used": 0}}, "traits": [],
-               "root_provider_uuid": ROOT, "parent_provider_uuid": ROOT},
-        GPU1: {"resources": {"VGPU": {"capacity": 1, "used": 0}}, "traits": [],
-               "root_provider_uuid": ROOT, "parent_provider_uuid": ROOT},
-        SHARED: {"resources": {"DISK_GB": {"capacity": 1000, "used": 0}}, "traits": [],
-                 "root_provider_uuid": SHARED, "parent_provider_uuid": None},
-    }  # fmt: skip
+        ROOT: {
+            "resources": {
+                "VCPU": {"capacity": 16, "used": 4},
+                "MEMORY_MB": {"capacity": 8192, "used": 1024},
+            },
+            "traits": [],
+            "root_provider_uuid": ROOT,
+            "parent_provider_uuid": None,
+        },
+        GPU0: {
+            "resources": {"VGPU": {"capacity": 1, "used": 0}},
+            "traits": [],
+            "root_provider_uuid": ROOT,
+            "parent_provider_uuid": ROOT,
+        },
+        GPU1: {
+            "resources": {"VGPU": {"capacity": 1, "used": 0}},
+            "traits": [],
+            "root_provider_uuid": ROOT,
+            "parent_provider_uuid": ROOT,
+        },
+        SHARED: {
+            "resources": {"DISK_GB": {"capacity": 1000, "used": 0}},
+            "traits": [],
+            "root_provider_uuid": SHARED,
+            "parent_provider_uuid": None,
+        },
+    }
     requests = [
-        {"allocations": {ROOT: {"resources": {"VCPU": 1}}, GPU0: {"resources": {"VGPU": 1}},
-                         SHARED: {"resources": {"DISK_GB": 10}}},
-         "mappings": {"": [ROOT, SHARED], "1": [GPU0]}},
-        {"allocations": {ROOT: {"resources": {"VCPU": 1}}, GPU1: {"resources": {"VGPU": 1}},
-                         SHARED: {"resources": {"DISK_GB": 10}}},
-         "mappings": {"": [ROOT, SHARED], "1": [GPU1]}},
-    ]  # fmt: skip
+        {
+            "allocations": {
+                ROOT: {"resources": {"VCPU": 1}},
+                GPU0: {"resources": {"VGPU": 1}},
+                SHARED: {"resources": {"DISK_GB": 10}},
+            },
+            "mappings": {"": [ROOT, SHARED], "1": [GPU0]},
+        },
+        {
+            "allocations": {
+                ROOT: {"resources": {"VCPU": 1}},
+                GPU1: {"resources": {"VGPU": 1}},
+                SHARED: {"resources": {"DISK_GB": 10}},
+            },
+            "mappings": {"": [ROOT, SHARED], "1": [GPU1]},
+        },
+    ]
     seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -158,13 +189,19 @@ def test_claims_are_one_post_for_the_batch() -> None:
     ("response", "outcome"),
     [
         (error(409, "Unable to allocate inventory: would exceed the capacity."), "capacity"),
-        (error(409, "consumer generation conflict - expected 1 but got None",
-               "placement.concurrent_update"), "consumer"),
+        (
+            error(
+                409,
+                "consumer generation conflict - expected 1 but got None",
+                "placement.concurrent_update",
+            ),
+            "consumer",
+        ),
         (error(400, "Allocation for resource provider 'x' that does not exist."), "capacity"),
         (error(403, "Policy does not allow"), errors.ServiceUnavailable),
         (error(500, "database exploded"), errors.ServiceUnavailable),
     ],
-)  # fmt: skip
+)
 def test_claim_answers(response: httpx.Response, outcome: Any) -> None:
     alloc = AllocationRequest({ROOT: {"VCPU": 1}}, {"": (ROOT,)})
     claims = [Claim(str(uuid.uuid4()), alloc, "p", "u")]

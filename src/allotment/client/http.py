@@ -60,8 +60,13 @@ class HttpTransport:
         json: Any = None,
         params: Any = None,
         microversion: str | None = None,
+        shown_as: str | None = None,
     ) -> httpx.Response:
-        """Send one request (retrying transient failures); return the final response."""
+        """Send one request (retrying transient failures); return the final response.
+
+        ``shown_as`` replaces ``path`` in log lines and errors (for paths that name
+        something only debug logs may show, such as an instance uuid)."""
+        shown = shown_as or path
         headers = {}
         version = microversion or self.microversion
         if version:
@@ -81,7 +86,7 @@ class HttpTransport:
             except httpx.TimeoutException as exc:
                 if method not in IDEMPOTENT:
                     raise errors.ServiceUnavailable(
-                        f"{self.service_type} at {self.base_url} did not answer {method} {path} "
+                        f"{self.service_type} at {self.base_url} did not answer {method} {shown} "
                         f"in time ({exc}); the request may or may not have taken effect"
                     ) from None
                 failure = f"timed out: {exc}"
@@ -93,7 +98,7 @@ class HttpTransport:
                 failure = f"answered {response.status_code}"
             if attempt >= self.retries:
                 raise errors.ServiceUnavailable(
-                    f"{self.service_type} at {self.base_url} is unavailable ({method} {path} "
+                    f"{self.service_type} at {self.base_url} is unavailable ({method} {shown} "
                     f"{failure}; {attempt + 1} attempts)"
                 )
             delay = self.backoff * (2**attempt) * random.uniform(0.5, 1.5)
@@ -101,7 +106,7 @@ class HttpTransport:
                 "%s %s %s to %s %s; retrying in %.2fs",
                 self.service_type,
                 method,
-                path,
+                shown,
                 self.base_url,
                 failure,
                 delay,

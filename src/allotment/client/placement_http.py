@@ -139,9 +139,15 @@ class JsonOffer(Offer):
 class HttpPlacementClient:
     """``PlacementClient`` against a Placement endpoint (see the module docstring)."""
 
+    # Each request reads placement afresh; serializing them would only add round trips.
+    sees_own_claims = False
+
     def __init__(self, transport: HttpTransport) -> None:
         self.transport = transport
         self.where = transport.base_url
+        # Aggregate -> providers this process made or saw members: the HostManager's
+        # periodic resync then costs no request for them.
+        self._members: dict[str, set[str]] = {}
 
     def close(self) -> None:
         self.transport.close()
@@ -230,17 +236,20 @@ class HttpPlacementClient:
                 and "consumer generation conflict" in detail
             )
             raise ClaimConflict(detail, "consumer" if consumer else "capacity")
-        if response.status_code == 400 and "does not exist" in detail:
-            raise ClaimConflict(detail, "capacity")  # a candidate's provider went away
+        if response.status_code == 400:  # a provider or class gone since the query
+            raise ClaimConflict(detail, "capacity")
         raise self._unavailable("write allocations", response)
 
     def release(self, ctx: RequestContext, consumers: Sequence[str]) -> None:
         for consumer in consumers:
             response = self.transport.request(
-                "DELETE", f"/allocations/{consumer}", microversion=MICROVERSION
+                "DELETE",
+                f"/allocations/{consumer}",
+                microversion=MICROVERSION,
+                shown_as="/allocations/{instance}",  # instance uuids only in debug logs
             )
             if response.status_code not in (204, 404):
-                raise self._unavailable(f"delete the allocations of {consumer}", response)
+                raise self._unavailable("delete an instance's allocations", response)
 
     # -- host manager support -------------------------------------------------------------
 
@@ -261,12 +270,17 @@ class HttpPlacementClient:
         add: Collection[str],
         remove: Collection[str],
     ) -> None:
+        known = self._members.setdefault(aggregate_uuid, set())
         for provider in add:
-            self._change_membership(provider, aggregate_uuid, True)
+            if provider not in known and self._change_membership(provider, aggregate_uuid, True):
+                known.add(provider)
         for provider in remove:
             self._change_membership(provider, aggregate_uuid, False)
+            known.discard(provider)
 
-    def _change_membership(self, provider: str, aggregate: str, member: bool) -> None:
+    def _change_membership(self, provider: str, aggregate: str, member: bool) -> bool:
+        """Make ``provider`` a member of ``aggregate`` or not; False when placement does
+        not know the provider (yet)."""
         path = f"/resource_providers/{provider}/aggregates"
         for _ in range(_MEMBERSHIP_RETRIES):
             current = self._get(path)
@@ -274,13 +288,13 @@ class HttpPlacementClient:
                 LOG.info(
                     "provider %s is not in placement: aggregate %s skipped", provider, aggregate
                 )
-                return
+                return False
             if current.status_code != 200:
                 raise self._unavailable(f"read the aggregates of {provider}", current)
             data = current.json()
             have = list(data["aggregates"])
             if (aggregate in have) == member:
-                return
+                return True
             wanted = [*have, aggregate] if member else [a for a in have if a != aggregate]
             body = {
                 "aggregates": wanted,
@@ -288,7 +302,7 @@ class HttpPlacementClient:
             }
             response = self.transport.request("PUT", path, json=body, microversion=MICROVERSION)
             if response.status_code == 200:
-                return
+                return True
             if response.status_code != 409:
                 raise self._unavailable(f"set the aggregates of {provider}", response)
         raise errors.ConcurrentUpdate(

@@ -21,6 +21,8 @@ from sqlalchemy.engine import Connection
 from allotment import errors
 from allotment.placement.candidates import CandidateSet, collect, search
 from allotment.placement.candidates import resolve as candidate_resolve
+from allotment.placement.candidates.explain import Step as ExplainStep
+from allotment.placement.candidates.explain import explain as explain_query
 from allotment.placement.index import CapacityIndex
 from allotment.placement.model import (
     CUSTOM_PREFIX,
@@ -638,6 +640,24 @@ class PlacementService:
                 class_name=self.catalog.resource_classes.name_of,
                 trait_name=self.catalog.traits.name_of,
             )
+
+    def aggregate_members(self, aggregate_uuid: str) -> set[str]:
+        """Uuids of the providers in an aggregate. Served from the capacity index."""
+        self.index.ensure_loaded()
+        with self.index.lock:
+            state = self.index.state
+            agg_id = state.agg_by_uuid.get(aggregate_uuid)
+            if agg_id is None:
+                return set()
+            return {str(u) for u in state.uuids[state.aggregate_rows([agg_id])]}
+
+    def explain_candidates(self, request: CandidateRequest) -> tuple[int, list[ExplainStep]]:
+        """Why ``request`` finds no candidate: trees considered, then how many each
+        constraint left (see ``candidates.explain``). Served from the capacity index."""
+        query = candidate_resolve.query_of(self.catalog, request, limit=None, randomize=False)
+        self.index.ensure_loaded()
+        with self.index.lock:
+            return explain_query(self.index.state, query, self.catalog.traits.name_of)
 
     # -- allocations ----------------------------------------------------------------------
 

@@ -1,6 +1,11 @@
 """The scheduler: where instances go.
 
-Public interface for ``select_destinations`` (see ``pipeline`` for the call sequence):
+``SchedulerManager.select_destinations(ctx, spec, instance_uuids, return_alternates=...)``
+is the decision with its claims (``explain`` the same without claims); it reaches placement
+through a ``PlacementClient`` (``allotment.client.placement_local`` in-process,
+``allotment.client.placement_http`` over HTTP).
+
+The pieces it is made of (see ``pipeline`` for the call sequence):
 
 - ``Pipeline.from_settings(settings)``: request filters, host filters and weighers loaded
   by name (entry points, allow-listed); ConfigError at start-up for bad names.
@@ -15,7 +20,9 @@ Public interface for ``select_destinations`` (see ``pipeline`` for the call sequ
 
 from allotment.scheduler.cycle import Candidates, Cycle, HostChoice, Prepared, Ranking
 from allotment.scheduler.explain import Explanation, Funnel
+from allotment.scheduler.manager import SchedulerManager, Selection
 from allotment.scheduler.pipeline import Pipeline
+from allotment.scheduler.placement import PlacementClient
 from allotment.scheduler.request import RequestSpec, parse_request_spec
 from allotment.scheduler.resource_request import RequestGroup, ResourceRequest
 from allotment.scheduler.snapshot import HostSnapshot
@@ -28,10 +35,13 @@ __all__ = [
     "HostChoice",
     "HostSnapshot",
     "Pipeline",
+    "PlacementClient",
     "Prepared",
     "Ranking",
     "RequestGroup",
     "RequestSpec",
     "ResourceRequest",
+    "SchedulerManager",
+    "Selection",
     "parse_request_spec",
 ]

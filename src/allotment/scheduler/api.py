@@ -1,6 +1,10 @@
-"""The scheduler HTTP API (``/scheduler/v1`` by default): the host-state routes that feed
-the HostManager. Each handler validates the body, calls one HostManager method with the
-request's context, and shapes the answer; the HostManager checks roles and logs.
+"""The scheduler HTTP API (``/scheduler/v1`` by default): ``select_destinations`` and
+``explain`` (the SchedulerManager), and the host-state routes that feed the HostManager.
+Each handler validates the body, calls one method with the request's context, and shapes
+the answer; the manager called checks roles and logs.
+
+The decision routes run in a worker thread: they wait on placement (a remote one, or the
+database's durable commit) and must not hold up the event loop meanwhile.
 
 Errors use the same body as Placement's (``{"errors": [{..., "code", "request_id"}]}``),
 always with the error code.
@@ -14,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -21,11 +26,13 @@ from starlette.types import Receive, Scope, Send
 from allotment import errors
 from allotment.context import RequestContext
 from allotment.scheduler.host_manager import HostManager
+from allotment.scheduler.manager import MAX_INSTANCES, SchedulerManager
 from allotment.scheduler.records import AggregateBody, HostRecord, HostReport, InstanceInfo, parse
+from allotment.scheduler.request import RequestSpec, parse_request_spec
 from allotment.web import JSON, dumps, error_response, status_of
 
 LOG = logging.getLogger(__name__)
-Handler = Callable[[HostManager, RequestContext, dict[str, str], Any], Response]
+Handler = Callable[["SchedulerAPI", RequestContext, dict[str, str], Any], Response]
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -47,19 +54,23 @@ def _body_object(body: Any, what: str) -> dict[str, Any]:
     return body
 
 
-def put_host(hm: HostManager, ctx: RequestContext, params: dict[str, str], body: Any) -> Response:
+def put_host(api: SchedulerAPI, ctx: RequestContext, params: dict[str, str], body: Any) -> Response:
     report = parse(HostReport, body, "host report")
-    return _json(_record(hm.report_host(ctx, params["host"], report)))
+    return _json(_record(api.host_manager.report_host(ctx, params["host"], report)))
 
 
-def list_hosts(hm: HostManager, ctx: RequestContext, params: dict[str, str], body: Any) -> Response:
-    return _json({"hosts": [status.to_dict() for status in hm.list_hosts(ctx)]})
+def list_hosts(
+    api: SchedulerAPI, ctx: RequestContext, params: dict[str, str], body: Any
+) -> Response:
+    return _json({"hosts": [status.to_dict() for status in api.host_manager.list_hosts(ctx)]})
 
 
 def put_aggregate(
-    hm: HostManager, ctx: RequestContext, params: dict[str, str], body: Any
+    api: SchedulerAPI, ctx: RequestContext, params: dict[str, str], body: Any
 ) -> Response:
-    aggregate = hm.update_aggregate(ctx, params["uuid"], parse(AggregateBody, body, "aggregate"))
+    aggregate = api.host_manager.update_aggregate(
+        ctx, params["uuid"], parse(AggregateBody, body, "aggregate")
+    )
     return _json(
         {
             "uuid": aggregate.uuid,
@@ -71,51 +82,99 @@ def put_aggregate(
 
 
 def delete_aggregate(
-    hm: HostManager, ctx: RequestContext, params: dict[str, str], body: Any
+    api: SchedulerAPI, ctx: RequestContext, params: dict[str, str], body: Any
 ) -> Response:
-    hm.delete_aggregate(ctx, params["uuid"])
+    api.host_manager.delete_aggregate(ctx, params["uuid"])
     return Response(status_code=204)
 
 
 def put_instances(
-    hm: HostManager, ctx: RequestContext, params: dict[str, str], body: Any
+    api: SchedulerAPI, ctx: RequestContext, params: dict[str, str], body: Any
 ) -> Response:
     items = _body_object(body, "instances").get("instances")
     if not isinstance(items, list):
         raise errors.InvalidInput('The body must be {"instances": [{"uuid": ...}, ...]}.')
     infos = [parse(InstanceInfo, item, f"instances[{i}]") for i, item in enumerate(items)]
-    hm.update_instance_info(ctx, params["host"], infos)
+    api.host_manager.update_instance_info(ctx, params["host"], infos)
     return Response(status_code=204)
 
 
 def delete_instance(
-    hm: HostManager, ctx: RequestContext, params: dict[str, str], body: Any
+    api: SchedulerAPI, ctx: RequestContext, params: dict[str, str], body: Any
 ) -> Response:
-    hm.delete_instance_info(ctx, params["host"], params["uuid"])
+    api.host_manager.delete_instance_info(ctx, params["host"], params["uuid"])
     return Response(status_code=204)
 
 
 def sync_instances(
-    hm: HostManager, ctx: RequestContext, params: dict[str, str], body: Any
+    api: SchedulerAPI, ctx: RequestContext, params: dict[str, str], body: Any
 ) -> Response:
     uuids = _body_object(body, "sync").get("instance_uuids")
     if not isinstance(uuids, list) or not all(isinstance(u, str) for u in uuids):
         raise errors.InvalidInput('The body must be {"instance_uuids": ["<uuid>", ...]}.')
     try:
-        result = hm.sync_instance_info(ctx, params["host"], uuids)
+        result = api.host_manager.sync_instance_info(ctx, params["host"], uuids)
     except ValueError as exc:
         raise errors.InvalidInput(f"Invalid instance_uuids: {exc}") from None
     return _json({"in_sync": result.in_sync, "added": result.added, "removed": result.removed})
 
 
-def reset(hm: HostManager, ctx: RequestContext, params: dict[str, str], body: Any) -> Response:
+def reset(api: SchedulerAPI, ctx: RequestContext, params: dict[str, str], body: Any) -> Response:
     if not ctx.is_admin:
         raise errors.Forbidden("Resetting the host cache needs the admin role.")
-    snapshot = hm.reset(ctx)
+    snapshot = api.host_manager.reset(ctx)
     return _json({"generation": snapshot.generation, "hosts": len(snapshot)})
 
 
+def _decision_body(
+    body: Any, extra: tuple[str, ...] = ()
+) -> tuple[list[str], RequestSpec, dict[str, Any]]:
+    """The ``select_destinations`` / ``explain`` body: instance uuids, request spec, and
+    the optional members (``return_alternates`` and ``extra``)."""
+    data = _body_object(body, "select_destinations")
+    allowed = {"instance_uuids", "request_spec", "return_alternates", *extra}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise errors.InvalidInput(
+            f"Unknown member(s) {', '.join(unknown)}; the body takes {', '.join(sorted(allowed))}."
+        )
+    if "request_spec" not in data:
+        raise errors.InvalidInput("The body needs a request_spec.")
+    uuids = data.get("instance_uuids")
+    if not isinstance(uuids, list) or not 1 <= len(uuids) <= MAX_INSTANCES:
+        raise errors.InvalidInput(
+            f"instance_uuids must be a list of 1 to {MAX_INSTANCES} instance UUIDs, one per "
+            "instance to place."
+        )
+    options = {key: data[key] for key in ("return_alternates", *extra) if key in data}
+    if not isinstance(options.get("return_alternates", False), bool):
+        raise errors.InvalidInput("return_alternates must be true or false.")
+    return uuids, parse_request_spec(data["request_spec"]), options
+
+
+def select_destinations(
+    api: SchedulerAPI, ctx: RequestContext, params: dict[str, str], body: Any
+) -> Response:
+    api.manager.authorize(ctx)  # before looking at the body
+    uuids, spec, options = _decision_body(body)
+    selections = api.manager.select_destinations(
+        ctx, spec, uuids, return_alternates=options.get("return_alternates", False)
+    )
+    return _json({"selections": [[s.to_dict() for s in chosen] for chosen in selections]})
+
+
+def explain(api: SchedulerAPI, ctx: RequestContext, params: dict[str, str], body: Any) -> Response:
+    api.manager.authorize(ctx)
+    uuids, spec, options = _decision_body(body, ("hosts",))
+    hosts = options.get("hosts", 50)
+    if not isinstance(hosts, int) or isinstance(hosts, bool) or not 0 <= hosts <= 1000:
+        raise errors.InvalidInput("hosts (how many ranked hosts to show) must be 0 to 1000.")
+    return _json(api.manager.explain(ctx, spec, uuids, hosts=hosts))
+
+
 _ROUTES: list[tuple[str, str, Handler]] = [
+    ("POST", "/select_destinations", select_destinations),
+    ("POST", "/explain", explain),
     ("GET", "/hosts", list_hosts),
     ("PUT", "/hosts/{host}", put_host),
     ("PUT", "/hosts/{host}/instances", put_instances),
@@ -127,11 +186,16 @@ _ROUTES: list[tuple[str, str, Handler]] = [
 ]
 
 
+# Handlers that wait on placement: run in a worker thread.
+_THREADED = frozenset({select_destinations, explain})
+
+
 class SchedulerAPI:
     """ASGI app for the scheduler prefix; ``prefix`` is stripped before routing."""
 
-    def __init__(self, host_manager: HostManager, prefix: str) -> None:
+    def __init__(self, host_manager: HostManager, manager: SchedulerManager, prefix: str) -> None:
         self.host_manager = host_manager
+        self.manager = manager
         self.prefix = prefix.rstrip("/")
         self.routes = [
             (method, re.compile(re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path)), handler)
@@ -170,7 +234,9 @@ class SchedulerAPI:
                         body = orjson.loads(raw)
                     except orjson.JSONDecodeError as exc:
                         raise errors.InvalidInput(f"Malformed JSON: {exc}") from None
-            return handler(self.host_manager, ctx, found.groupdict(), body)
+            if handler in _THREADED:
+                return await run_in_threadpool(handler, self, ctx, found.groupdict(), body)
+            return handler(self, ctx, found.groupdict(), body)
         if allowed:
             raise errors.MethodNotAllowed(
                 "The method specified is not allowed for this resource.", sorted(allowed)

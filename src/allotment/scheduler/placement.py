@@ -159,6 +159,10 @@ class PlacementClient(Protocol):
 
     # Shown in logs and explanations: "in-process" or the remote URL.
     where: str
+    # True when candidates reflect this client's claims as soon as they are committed (the
+    # embedded placement's index): the manager then decides and claims one request at a
+    # time, so a process's concurrent requests never race each other for the same hosts.
+    sees_own_claims: bool
 
     def allocation_candidates(self, ctx: RequestContext, request: ResourceRequest) -> Offer:
         """Candidates for ``request`` (``request.limit`` of them at most); raises

@@ -1,0 +1,545 @@
+"""``select_destinations``: the decision, and the claims that make it true.
+
+One request runs: the host snapshot (taken once), the request filters and the placement
+query (``Pipeline.prepare``), allocation candidates from placement (one query however many
+instances), then per instance filters, weighers and a pick on the cycle's arrays, each pick
+consumed from the cycle's copy of the hosts before the next.
+
+Claims, first optimistically: every instance's pick is checked against the capacity
+placement reported (minus what earlier instances of the request took), and the whole batch
+is claimed in one placement call (one SQL transaction, one durable commit). If that call
+conflicts (another scheduler took the capacity since placement answered), the request
+starts again from fresh candidates the way Nova does it: claim instance by instance,
+moving to the next host on each conflict. Either way a request is all-or-nothing: claims
+made for some instances are released when another cannot be placed. Capacity is always
+checked by placement in SQL, so a stale view can cost a retry, never an over-commit.
+With the embedded placement, one process decides and claims one request at a time (its
+index shows each claim as it commits, and the work is CPU under one GIL anyway), so a
+process never races itself; processes race each other, and settle it through conflicts.
+
+``explain`` runs the same decision without claiming and shows the funnel and the ranking.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+import time
+import uuid as uuidlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from allotment import errors
+from allotment.config import Settings
+from allotment.context import RequestContext
+from allotment.log import REQUEST_ID
+from allotment.scheduler.cycle import Cycle, HostChoice, Prepared
+from allotment.scheduler.explain import Explanation
+from allotment.scheduler.host_manager import HostManager
+from allotment.scheduler.pipeline import Pipeline
+from allotment.scheduler.placement import (
+    ALLOCATION_REQUEST_VERSION,
+    AllocationRequest,
+    Claim,
+    ClaimConflict,
+    Offer,
+    PlacementClient,
+    PlacementFunnel,
+    PlacementRejected,
+)
+from allotment.scheduler.request import RequestSpec
+from allotment.scheduler.snapshot import HostSnapshot
+
+LOG = logging.getLogger(__name__)
+SCHEDULER_ROLES = ("admin", "service")
+MAX_INSTANCES = 1000
+# Funnel stages of hosts taken out while placing a request's instances.
+STAGE_CAPACITY = "placement_capacity"
+STAGE_CLAIM = "claim_conflict"
+# Ranked hosts ``explain`` lists unless asked for another number.
+EXPLAIN_HOSTS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """One destination (chosen or alternate) as ``select_destinations`` returns it."""
+
+    host: str
+    nodename: str
+    compute_node_uuid: str
+    allocation_request: AllocationRequest
+    allocation_request_version: str = ALLOCATION_REQUEST_VERSION
+    limits: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "nodename": self.nodename,
+            "compute_node_uuid": self.compute_node_uuid,
+            "allocation_request": self.allocation_request.to_dict(),
+            "allocation_request_version": self.allocation_request_version,
+            "limits": self.limits,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Pick:
+    instance_uuid: str
+    choice: HostChoice
+    request: int  # index of the allocation request in the offer
+
+
+class Ledger:
+    """What this request has taken from the capacity placement reported, so a host is
+    offered to the next instance only while one of its allocation requests still fits."""
+
+    def __init__(self, offer: Offer) -> None:
+        self.offer = offer
+        self.taken: dict[tuple[str, str], int] = {}
+        self._requests: dict[int, AllocationRequest] = {}
+
+    def request(self, index: int) -> AllocationRequest:
+        found = self._requests.get(index)
+        if found is None:
+            found = self._requests[index] = self.offer.allocation_request(index)
+        return found
+
+    def fitting(self, host: int) -> int | None:
+        """The first of the host's allocation requests that still fits, if any."""
+        free, taken = self.offer.free, self.taken
+        for index in self.offer.requests_of(host):
+            allocations = self.request(index).allocations
+            if all(
+                free(rp, rc) - taken.get((rp, rc), 0) >= amount
+                for rp, resources in allocations.items()
+                for rc, amount in resources.items()
+            ):
+                return index
+        return None
+
+    def take(self, index: int) -> None:
+        for rp, resources in self.request(index).allocations.items():
+            for rc, amount in resources.items():
+                self.taken[(rp, rc)] = self.taken.get((rp, rc), 0) + amount
+
+
+@dataclass
+class Decision:
+    """One request's cycle and ledger, and where its instances went so far."""
+
+    cycle: Cycle
+    ledger: Ledger
+    picks: list[Pick]
+
+
+@contextlib.contextmanager
+def _request_logging(ctx: RequestContext) -> Iterator[None]:
+    token = REQUEST_ID.set(ctx.request_id)
+    try:
+        yield
+    finally:
+        REQUEST_ID.reset(token)
+
+
+def check_instance_uuids(values: Any) -> list[str]:
+    """1 to ``MAX_INSTANCES`` distinct UUIDs, in canonical form (InvalidInput otherwise)."""
+    if not isinstance(values, list) or not 1 <= len(values) <= MAX_INSTANCES:
+        raise errors.InvalidInput(
+            f"instance_uuids must be a list of 1 to {MAX_INSTANCES} instance UUIDs, one per "
+            "instance to place."
+        )
+    canonical = []
+    for index, value in enumerate(values):
+        try:
+            canonical.append(str(uuidlib.UUID(value)))
+        except (ValueError, AttributeError, TypeError):
+            raise errors.InvalidInput(
+                f"instance_uuids[{index}]: {value!r} is not a UUID."
+            ) from None
+    if len(set(canonical)) != len(canonical):
+        raise errors.InvalidInput("instance_uuids must not repeat an instance.")
+    return canonical
+
+
+class SchedulerManager:
+    """``select_destinations`` and ``explain`` over a host cache, a pipeline and a
+    placement client."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        host_manager: HostManager,
+        pipeline: Pipeline,
+        placement: PlacementClient,
+        *,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.host_manager = host_manager
+        self.pipeline = pipeline
+        self.placement = placement
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self._numa_limits = "NUMATopologyFilter" in {f.name for f in pipeline.filters}
+        # One request at a time from the query to the claim, when that never costs a
+        # round trip (see PlacementClient.sees_own_claims).
+        self._deciding: contextlib.AbstractContextManager[object] = (
+            threading.Lock() if placement.sees_own_claims else contextlib.nullcontext()
+        )
+
+    # -- the public operations ----------------------------------------------------------
+
+    def select_destinations(
+        self,
+        ctx: RequestContext,
+        spec: RequestSpec,
+        instance_uuids: Sequence[str],
+        *,
+        return_alternates: bool = False,
+    ) -> list[list[Selection]]:
+        """One list per instance, in order: the claimed host first, then (with
+        ``return_alternates``) up to ``max_attempts - 1`` unclaimed alternates.
+
+        Raises NoValidHost (409, explained), ServiceUnavailable (503) when placement
+        cannot be used, InvalidInput (400) for a malformed request.
+        """
+        self.authorize(ctx)
+        uuids = check_instance_uuids(list(instance_uuids))
+        user_id = spec.user_id or ctx.user_id
+        if not user_id:
+            raise errors.InvalidInput(
+                "request_spec.user_id is needed: claims are recorded for a project and a user."
+            )
+        with _request_logging(ctx):
+            started = time.perf_counter()
+            snapshot = self.host_manager.snapshot()
+            prepared = self.pipeline.prepare(ctx, spec, snapshot)
+            with self._deciding:
+                decision = self._decide_and_claim(ctx, prepared, snapshot, uuids, user_id)
+            claimed = decision.picks
+            selections = self._selections(decision, return_alternates)
+            LOG.info(
+                "placed %d instance(s) for project %s on %d host(s) in %.1f ms",
+                len(uuids),
+                spec.project_id,
+                len({p.choice.compute_node_uuid for p in claimed}),
+                (time.perf_counter() - started) * 1000,
+            )
+            LOG.debug(
+                "instances %s -> %s", uuids, [(p.choice.host, p.choice.nodename) for p in claimed]
+            )
+            return selections
+
+    def explain(
+        self,
+        ctx: RequestContext,
+        spec: RequestSpec,
+        instance_uuids: Sequence[str],
+        *,
+        hosts: int = EXPLAIN_HOSTS,
+    ) -> dict[str, Any]:
+        """The decision ``select_destinations`` would make now, claiming nothing: where
+        each instance would go, the funnel, and the first ``hosts`` hosts of the ranking
+        for the first instance with each weigher's share of their weight."""
+        self.authorize(ctx)
+        uuids = check_instance_uuids(list(instance_uuids))
+        with _request_logging(ctx):
+            snapshot = self.host_manager.snapshot()
+            ranked: list[dict[str, Any]] = []
+            decision: Decision | None = None
+            try:
+                prepared = self.pipeline.prepare(ctx, spec, snapshot)
+                funnel = prepared.funnel
+                decision = self._start(ctx, prepared, snapshot, uuids)
+                for index, uuid in enumerate(uuids):
+                    ranking = decision.cycle.next_hosts(uuid)
+                    if index == 0:
+                        ranked = self._ranked(decision.cycle, ranking, hosts)
+                    self._place(decision, uuid, ranking)
+            except errors.NoValidHost as exc:
+                return {
+                    "result": "no_valid_host",
+                    "explanation": exc.extra["explanation"],
+                    "instances": _placed(decision),
+                    "hosts": ranked,
+                }
+            summary = f"{len(uuids)} instance(s) can be placed."
+            return {
+                "result": "ok",
+                "explanation": Explanation(summary, funnel).to_dict(),
+                "instances": _placed(decision),
+                "hosts": ranked,
+            }
+
+    # -- deciding -------------------------------------------------------------------------
+
+    def authorize(self, ctx: RequestContext) -> None:
+        """Only the ``service`` and ``admin`` roles may schedule (or explain)."""
+        if not (isinstance(ctx, RequestContext) and ctx.has_any_role(*SCHEDULER_ROLES)):
+            raise errors.Forbidden(
+                "Policy does not allow select_destinations: needs the admin or service role."
+            )
+
+    def _offer(self, ctx: RequestContext, prepared: Prepared) -> Offer:
+        """Allocation candidates for the request; an explained NoValidHost when there are
+        none."""
+        request = prepared.resources
+        try:
+            offer = self.placement.allocation_candidates(ctx, request)
+        except PlacementRejected as exc:
+            summary = f"No valid host was found: placement rejected the request ({exc.message})"
+            raise self.pipeline.placement_failed(
+                prepared, summary, error=exc.message, where=self.placement.where
+            ) from None
+        if offer.total_requests:
+            prepared.funnel.record(
+                "placement",
+                "placement",
+                None,
+                len(offer.hosts.uuids),
+                hosts=len(offer.hosts.uuids),
+                allocation_requests=offer.total_requests,
+                limit=request.limit,
+                where=self.placement.where,
+            )
+            return offer
+        try:
+            funnel = self.placement.explain(ctx, request)
+        except errors.AllotmentError as exc:  # the answer stands without the counts
+            funnel = PlacementFunnel(None, method=f"counts not available: {exc.message}")
+        detail = funnel.detail()
+        emptied = detail.get("eliminated_by")
+        reason = "no provider has the resources, traits and aggregates requested"
+        if emptied is None and funnel.constraints and funnel.constraints[-1].after:
+            reason = (
+                f"{funnel.constraints[-1].after} host(s) meet every constraint on its own but "
+                "none meets them together (request groups that must use different or related "
+                "providers, or that need more of one provider than it has)"
+            )
+        elif emptied is not None:
+            group = f" (group {emptied['group']})" if emptied.get("group") else ""
+            reason = (
+                f"{emptied['constraint']} {emptied['value']}{group} left none of "
+                f"{emptied['before']} hosts"
+            )
+        summary = f"No valid host was found: placement returned no candidates: {reason}"
+        raise self.pipeline.placement_failed(
+            prepared, summary, before=funnel.considered, where=self.placement.where, **detail
+        )
+
+    def _pick(self, cycle: Cycle, ledger: Ledger, uuid: str, ranking: Iterable[HostChoice]) -> Pick:
+        """The first host of the ranking that still has room for an allocation request;
+        hosts found full leave the cycle."""
+        full: list[int] = []
+        try:
+            for choice in ranking:
+                request = ledger.fitting(choice.candidate)
+                if request is not None:
+                    return Pick(uuid, choice, request)
+                full.append(choice.position)
+        finally:
+            if full:
+                cycle.drop(full, STAGE_CAPACITY, reason="no room left for this request")
+        raise cycle.no_valid_host()
+
+    def _start(
+        self, ctx: RequestContext, prepared: Prepared, snapshot: HostSnapshot, uuids: list[str]
+    ) -> Decision:
+        """Placement's offer, and a cycle over it for the request's instances."""
+        offer = self._offer(ctx, prepared)
+        cycle = self.pipeline.start(
+            prepared, snapshot, offer.hosts, uuids, now=self.clock(), rng=self.rng
+        )
+        return Decision(cycle, Ledger(offer), [])
+
+    def _place(self, decision: Decision, uuid: str, ranking: Iterable[HostChoice]) -> Pick:
+        """Place one instance (unclaimed): the pick, consumed from the cycle and the
+        ledger so the next instance sees it."""
+        pick = self._pick(decision.cycle, decision.ledger, uuid, ranking)
+        decision.ledger.take(pick.request)
+        decision.cycle.consume(pick.choice.position, uuid)
+        decision.picks.append(pick)
+        return pick
+
+    def _decide(
+        self, ctx: RequestContext, prepared: Prepared, snapshot: HostSnapshot, uuids: list[str]
+    ) -> Decision:
+        decision = self._start(ctx, prepared, snapshot, uuids)
+        for uuid in uuids:
+            self._place(decision, uuid, decision.cycle.next_hosts(uuid))
+        return decision
+
+    def _claim(self, decision: Decision, pick: Pick, spec: RequestSpec, user_id: str) -> Claim:
+        return Claim(
+            consumer=pick.instance_uuid,
+            allocation_request=decision.ledger.request(pick.request),
+            project_id=spec.project_id,
+            user_id=user_id,
+        )
+
+    def _decide_and_claim(
+        self,
+        ctx: RequestContext,
+        prepared: Prepared,
+        snapshot: HostSnapshot,
+        uuids: list[str],
+        user_id: str,
+    ) -> Decision:
+        spec = prepared.spec
+        decision = self._decide(ctx, prepared, snapshot, uuids)
+        claims = [self._claim(decision, pick, spec, user_id) for pick in decision.picks]
+        try:
+            # Nothing to release if this fails otherwise: placement wrote all or nothing
+            # (after a timeout, which one is unknown, and the consumers may be others').
+            self.placement.claim(ctx, claims)
+            return decision
+        except ClaimConflict as exc:
+            LOG.info(
+                "claiming %d instance(s) at once conflicted (%s); claiming one by one on "
+                "fresh candidates",
+                len(claims),
+                exc.message,
+            )
+        # The snapshot stays: only placement's view moved on. The funnel starts over.
+        fresh = self.pipeline.prepare(ctx, spec, snapshot)
+        return self._claim_one_by_one(ctx, fresh, snapshot, uuids, user_id)
+
+    def _claim_one_by_one(
+        self,
+        ctx: RequestContext,
+        prepared: Prepared,
+        snapshot: HostSnapshot,
+        uuids: list[str],
+        user_id: str,
+    ) -> Decision:
+        """Nova's loop: per instance, claim the best host, on conflict the next one."""
+        decision = self._start(ctx, prepared, snapshot, uuids)
+        cycle = decision.cycle
+        try:
+            for uuid in uuids:
+                ranking = cycle.next_hosts(uuid)
+                conflicted: list[int] = []
+                while True:
+                    pick = self._pick(cycle, decision.ledger, uuid, _skipping(ranking, conflicted))
+                    claim = self._claim(decision, pick, prepared.spec, user_id)
+                    try:
+                        self.placement.claim(ctx, [claim])
+                    except ClaimConflict as exc:
+                        if exc.kind == "consumer":
+                            raise errors.Conflict(
+                                f"Instance {uuid} already holds allocations in placement: "
+                                "it was scheduled before. Delete its allocations to schedule "
+                                "it again.",
+                                code=errors.CONCURRENT_UPDATE,
+                            ) from None
+                        LOG.info("claim on %s conflicted: %s", pick.choice.host, exc.message)
+                        conflicted.append(pick.choice.position)
+                        cycle.drop([pick.choice.position], STAGE_CLAIM, reason=exc.message)
+                        continue
+                    break
+                decision.ledger.take(pick.request)
+                cycle.consume(pick.choice.position, uuid)
+                decision.picks.append(pick)
+        except BaseException:
+            self._release(ctx, [p.instance_uuid for p in decision.picks])
+            raise
+        return decision
+
+    def _release(self, ctx: RequestContext, consumers: list[str]) -> None:
+        if not consumers:
+            return
+        try:
+            self.placement.release(ctx, consumers)
+            LOG.info("released the claims of %d instance(s) of a failed request", len(consumers))
+        except Exception:
+            LOG.exception(
+                "could not release the claims of %d instance(s) of a failed request; their "
+                "allocations stay in placement until deleted",
+                len(consumers),
+            )
+            LOG.debug("unreleased claims: %s", consumers)
+
+    # -- answering ------------------------------------------------------------------------
+
+    def _limits(self, decision: Decision, choice: HostChoice) -> dict[str, Any]:
+        """Nova's Selection.limits: what NUMATopologyFilter set for the host."""
+        if not self._numa_limits or decision.cycle.numa_request is None:
+            return {}
+        report = decision.cycle.record(choice.position).report
+        return {
+            "numa_topology": {
+                "cpu_allocation_ratio": report.cpu_allocation_ratio,
+                "ram_allocation_ratio": report.ram_allocation_ratio,
+            }
+        }
+
+    def _selection(self, decision: Decision, choice: HostChoice, request: int) -> Selection:
+        return Selection(
+            host=choice.host,
+            nodename=choice.nodename,
+            compute_node_uuid=choice.compute_node_uuid,
+            allocation_request=decision.ledger.request(request),
+            limits=self._limits(decision, choice),
+        )
+
+    def _selections(self, decision: Decision, return_alternates: bool) -> list[list[Selection]]:
+        alternates: list[Selection] = []
+        count = self.settings.max_attempts - 1 if return_alternates else 0
+        if count > 0:
+            chosen = [p.choice.position for p in decision.picks]
+            # Hosts whose capacity this request used up have left the cycle already.
+            for choice in decision.cycle.alternates(chosen, count):
+                request = decision.ledger.fitting(choice.candidate)
+                if request is not None:
+                    alternates.append(self._selection(decision, choice, request))
+        return [
+            [self._selection(decision, pick.choice, pick.request), *alternates]
+            for pick in decision.picks
+        ]
+
+    def _ranked(
+        self, cycle: Cycle, ranking: Iterable[HostChoice], count: int
+    ) -> list[dict[str, Any]]:
+        head: list[HostChoice] = []
+        for choice in ranking:
+            head.append(choice)
+            if len(head) >= count:
+                break
+        shares = cycle.weight_breakdown([c.position for c in head])
+        return [
+            {
+                "rank": rank,
+                **_host_dict(choice),
+                "weighers": {name: _rounded(float(v[i])) for name, v in shares.items()},
+            }
+            for rank, (i, choice) in enumerate(enumerate(head), start=1)
+        ]
+
+
+def _placed(decision: Decision | None) -> list[dict[str, Any]]:
+    """Where ``explain`` put each instance so far."""
+    if decision is None:
+        return []
+    return [{"instance_uuid": p.instance_uuid, **_host_dict(p.choice)} for p in decision.picks]
+
+
+def _skipping(ranking: Iterable[HostChoice], skipped: list[int]) -> Iterator[HostChoice]:
+    """The ranking without hosts whose claim already conflicted for this instance."""
+    return (c for c in ranking if c.position not in skipped)
+
+
+def _host_dict(choice: HostChoice) -> dict[str, Any]:
+    return {
+        "host": choice.host,
+        "nodename": choice.nodename,
+        "compute_node_uuid": choice.compute_node_uuid,
+        "weight": _rounded(choice.weight),
+    }
+
+
+def _rounded(value: float) -> float:
+    return round(value, 6) + 0.0  # no -0.0 in answers
