@@ -418,6 +418,7 @@ def test_explain_claims_nothing_and_ranks_hosts_with_weigher_shares(fleet: Fleet
     assert stages[:2] == ["placement", "host_records"]
     for name in ("a", "b", "c"):
         assert fleet.usages(name)["MEMORY_MB"] == 0
+    assert fleet.explain(request_spec(), hosts=0)["hosts"] == []
 
 
 def test_explain_a_request_that_cannot_be_placed(fleet: Fleet) -> None:

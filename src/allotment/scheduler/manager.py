@@ -23,6 +23,7 @@ process never races itself; processes race each other, and settle it through con
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import random
 import threading
@@ -504,11 +505,7 @@ class SchedulerManager:
     def _ranked(
         self, cycle: Cycle, ranking: Iterable[HostChoice], count: int
     ) -> list[dict[str, Any]]:
-        head: list[HostChoice] = []
-        for choice in ranking:
-            head.append(choice)
-            if len(head) >= count:
-                break
+        head = list(itertools.islice(ranking, count))
         shares = cycle.weight_breakdown([c.position for c in head])
         return [
             {
