@@ -149,7 +149,10 @@ def test_a_batch_is_all_or_nothing(fleet: Fleet) -> None:
     error = response.json()["errors"][0]
     assert error["code"] == "allotment.no_valid_host"
     assert error["explanation"]["instance"] == 3
-    assert "for instance 4" in error["explanation"]["summary"]
+    assert (
+        "for instance 4: stage placement_capacity left no host (the instances placed"
+        in (error["explanation"]["summary"])
+    )
     assert error["explanation"]["emptied_by"]["stage"] == "placement_capacity"
     assert fleet.usages("a")["VCPU"] == 0 and fleet.usages("b")["VCPU"] == 0
     for instance in uuids:

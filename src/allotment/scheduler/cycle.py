@@ -764,7 +764,9 @@ class Cycle:
         elif stage.kind == "weigher":
             summary = f"No valid host was found{which}: {stage.detail.get('error')}."
         else:
-            summary = f"No valid host was found{which}: stage {stage.name} left no host."
+            reason = stage.detail.get("reason")
+            because = f" ({reason})" if reason else ""
+            summary = f"No valid host was found{which}: stage {stage.name} left no host{because}."
         return Explanation(summary, self.funnel, self.index, self.closest_misses())
 
     def closest_misses(self) -> list[Miss]:

@@ -344,7 +344,11 @@ class SchedulerManager:
                 full.append(choice.position)
         finally:
             if full:
-                cycle.drop(full, STAGE_CAPACITY, reason="no room left for this request")
+                cycle.drop(
+                    full,
+                    STAGE_CAPACITY,
+                    reason="the instances placed before this one took the room placement offered",
+                )
         raise cycle.no_valid_host()
 
     def _start(
