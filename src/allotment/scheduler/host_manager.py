@@ -25,7 +25,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -430,16 +430,33 @@ class HostManager:
 
     # -- aggregates in placement --------------------------------------------------------
 
-    def _nodes_of(self, hosts: Iterable[str]) -> list[str]:
+    def _nodes_by_host(self) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for uuid, record in self._records.hosts.items():
+            found.setdefault(record.host, []).append(uuid)
+        return found
+
+    def _nodes_of(
+        self, hosts: Iterable[str], by_host: Mapping[str, list[str]] | None = None
+    ) -> list[str]:
         wanted = set(hosts)
-        return sorted(u for u, r in self._records.hosts.items() if r.host in wanted)
+        if not wanted:
+            return []
+        if by_host is None:
+            by_host = self._nodes_by_host()
+        return sorted(u for host in wanted for u in by_host.get(host, ()))
 
     def _mirror(
-        self, ctx: RequestContext, uuid: str, added: Iterable[str], removed: Iterable[str]
+        self,
+        ctx: RequestContext,
+        uuid: str,
+        added: Iterable[str],
+        removed: Iterable[str],
+        by_host: Mapping[str, list[str]] | None = None,
     ) -> None:
         if self.mirror is None:
             return
-        add, remove = self._nodes_of(added), self._nodes_of(removed)
+        add, remove = self._nodes_of(added, by_host), self._nodes_of(removed, by_host)
         if not add and not remove:
             return
         try:
@@ -463,8 +480,10 @@ class HostManager:
         if self.mirror is None:
             return
         with _request_logging(ctx), self._write_lock:
+            # One pass over the hosts for every aggregate (thousands of each, every round).
+            by_host = self._nodes_by_host()
             for aggregate in list(self._records.aggregates.values()):
-                self._mirror(ctx, aggregate.uuid, aggregate.hosts, ())
+                self._mirror(ctx, aggregate.uuid, aggregate.hosts, (), by_host)
 
     # -- maintenance --------------------------------------------------------------------
 
