@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit functional integration bench conformance clean
+.PHONY: run test test-upstream lint typecheck unit functional integration bench conformance clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ typecheck: $(STAMP)
 
 test: lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Against the real OpenStack Placement 16 (installed from PyPI into /tmp/anchor-placement on
+# first use): the differential candidate test and the scheduler-over-upstream scenarios.
+test-upstream: $(STAMP)
+	ALLOTMENT_REAL_PLACEMENT=install $(BIN)/pytest -m real_placement $(PYTEST_ARGS)
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

@@ -2,17 +2,12 @@
 
 Placement runs from a throw-away venv (``../shared/tools/run_real_placement.sh``: SQLite,
 noauth2, gunicorn). When that venv does not exist yet, creating it needs network access,
-so these tests skip with the reason unless ``ALLOTMENT_REAL_PLACEMENT=install`` allows it:
-
-    ALLOTMENT_REAL_PLACEMENT=install .venv/bin/pytest -m real_placement
-
-(``ALLOTMENT_REAL_PLACEMENT_VENV`` picks another venv; default /tmp/anchor-placement.)
+so like every ``real_placement`` test they are left out of ``make test`` and run by
+``make test-upstream`` (see tests/integration/conftest.py).
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,57 +20,27 @@ from allotment.client.placement_http import HttpPlacementClient
 from allotment.context import RequestContext
 from allotment.scheduler.placement import Claim, ClaimConflict
 from allotment.scheduler.resource_request import ResourceRequest
-from tests.conftest import LiveServer, free_port
+from tests.conftest import LiveServer
 from tests.fleet import Fleet, flavor, request_spec
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.real_placement]
-TOOLS = Path(__file__).resolve().parents[2] / ".." / "shared" / "tools"
-SCRIPT = TOOLS / "run_real_placement.sh"
-VENV = Path(os.environ.get("ALLOTMENT_REAL_PLACEMENT_VENV", "/tmp/anchor-placement"))
 CTX = RequestContext.internal()
 
 
-@pytest.fixture(scope="module")
-def placement_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if not SCRIPT.exists():
-        pytest.skip(f"{SCRIPT} not found: the real Placement cannot be started")
-    ready = (VENV / "bin" / "gunicorn").exists() and (VENV / "bin" / "placement-manage").exists()
-    if not ready and os.environ.get("ALLOTMENT_REAL_PLACEMENT") != "install":
-        pytest.skip(
-            f"no OpenStack Placement 16 venv at {VENV}; creating one needs network access: "
-            "run with ALLOTMENT_REAL_PLACEMENT=install to allow it"
-        )
-    folder = tmp_path_factory.mktemp("real-placement")
-    port = free_port()
-    started = subprocess.run(
-        ["bash", str(SCRIPT), str(folder / "data"), str(port), str(VENV)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if started.returncode != 0:
-        pytest.skip(f"the real Placement did not start: {started.stderr[-2000:]}")
-    pid = int(started.stdout.strip().splitlines()[-1])
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        os.kill(pid, 15)
-
-
 @pytest.fixture
-def placement(placement_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=placement_url, timeout=60, trust_env=False) as client:
+def placement(real_placement_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=real_placement_url, timeout=60, trust_env=False) as client:
         yield client
 
 
 @pytest.fixture
-def scheduler(placement_url: str, tmp_path: Path) -> Iterator[httpx.Client]:
+def scheduler(real_placement_url: str, tmp_path: Path) -> Iterator[httpx.Client]:
     """``allotment serve`` scheduling against the real Placement."""
     server = LiveServer(
         f"sqlite:///{tmp_path / 'scheduler.sqlite'}",
         tmp_path / "state",
         "--placement-url",
-        placement_url,
+        real_placement_url,
         "--placement-token",
         "admin",
     )
@@ -92,14 +57,14 @@ def unique(name: str) -> str:
 
 
 def test_client_candidates_claims_conflicts_and_explain(
-    placement: httpx.Client, placement_url: str
+    placement: httpx.Client, real_placement_url: str
 ) -> None:
     fleet = Fleet(placement)
     hosts = [fleet._provider(unique("cn")) for _ in range(2)]
     for rp in hosts:
         fleet._inventories(rp, {"VCPU": {"total": 2}, "MEMORY_MB": {"total": 4096}})
     fleet._traits(hosts[1], ["CUSTOM_FAST"])
-    client = HttpPlacementClient(HttpTransport(placement_url, token="admin", retries=0))
+    client = HttpPlacementClient(HttpTransport(real_placement_url, token="admin", retries=0))
     request = ResourceRequest(limit=10)
     request.unsuffixed.resources = {"VCPU": 2, "MEMORY_MB": 1024}
     request.unsuffixed.require_trait("CUSTOM_FAST")

@@ -1,8 +1,8 @@
 """allotment against the real OpenStack Placement: the same random worlds and requests as
 the property test, created through both APIs, must give the same allocation candidates.
 
-Needs a running OpenStack Placement (``../shared/tools/run_real_placement.sh DIR PORT``)
-named by ``ALLOTMENT_UPSTREAM_URL`` (token "admin"); skipped otherwise. allotment answers
+Marked ``real_placement``: run by ``make test-upstream``, which starts upstream (or names one
+with ``ALLOTMENT_UPSTREAM_URL``; see tests/integration/conftest.py). allotment answers
 with ``allocation_candidate_permutations = "all"``, upstream's behaviour, so the answers
 are compared as they are (no limit: which candidates a limit keeps is not defined).
 """
@@ -25,17 +25,13 @@ from tests.functional.test_candidates_properties import requests, worlds
 from tests.reference_candidates import SHARING
 from tests.world import World, create_over_http
 
-UPSTREAM = os.environ.get("ALLOTMENT_UPSTREAM_URL")
-
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not UPSTREAM, reason="ALLOTMENT_UPSTREAM_URL is not set"),
-]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.real_placement]
 
 
 @pytest.fixture
-def upstream() -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=str(UPSTREAM), headers={"x-auth-token": "admin"}) as client:
+def upstream(real_placement_url: str) -> Iterator[httpx.Client]:
+    headers = {"x-auth-token": "admin"}
+    with httpx.Client(base_url=real_placement_url, headers=headers, trust_env=False) as client:
         yield client
 
 
