@@ -17,7 +17,7 @@ from typing import Any
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from allotment import errors
+from allotment import errors, process
 from allotment.auth.base import Authenticator
 from allotment.auth.middleware import ContextMiddleware
 from allotment.auth.noauth import NoAuth
@@ -251,6 +251,7 @@ class AllotmentApp:
                 # 10,000 hosts, a latency spike for whichever request triggers one).
                 gc.collect()
                 gc.freeze()
+                process.tune_allocator()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.services.stop()

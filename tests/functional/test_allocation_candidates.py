@@ -330,3 +330,59 @@ def test_shared_only_unsuffixed_group_combines_with_every_tree(client: Placement
     assert sorted(sorted(c["allocations"]) for c in body["allocation_requests"]) == sorted(
         sorted([host["uuid"], pool["uuid"]]) for host in hosts
     )
+
+
+def test_summaries_follow_every_change_to_a_provider(client: PlacementClient) -> None:
+    """Provider summaries are rendered once per provider version and reused: each kind of
+    change (usage, inventory, traits, a renamed class) must show in the next answer."""
+    cn = client.create_provider("cn")
+    other = client.create_provider("other")
+    for rp in (cn, other):
+        _inventory(client, rp, VCPU={"total": 8})
+    assert client.post("/resource_classes", {"name": "CUSTOM_OLD"}).status_code == 201
+    _inventory(client, cn, VCPU={"total": 8}, CUSTOM_OLD={"total": 5})
+
+    def summary(version: str = "1.39") -> dict[str, Any]:
+        found: dict[str, Any] = _candidates(client, version, resources="VCPU:1")
+        return found["provider_summaries"][cn["uuid"]]
+
+    assert summary()["resources"]["VCPU"] == {"capacity": 8, "used": 0}
+    assert summary("1.28")["resources"]["CUSTOM_OLD"] == {"capacity": 5, "used": 0}
+    assert _claim(client, {cn["uuid"]: {"VCPU": 3}}).status_code == 204
+    assert summary()["resources"]["VCPU"] == {"capacity": 8, "used": 3}
+    assert summary("1.28")["resources"]["VCPU"] == {"capacity": 8, "used": 3}
+    _inventory(client, cn, VCPU={"total": 16, "allocation_ratio": 2.0}, CUSTOM_OLD={"total": 5})
+    assert summary()["resources"]["VCPU"] == {"capacity": 32, "used": 3}
+    _traits(client, cn, "HW_CPU_X86_AVX2")
+    assert summary()["traits"] == ["HW_CPU_X86_AVX2"]
+    renamed = client.put("/resource_classes/CUSTOM_OLD", {"name": "CUSTOM_NEW"}, microversion="1.2")
+    assert renamed.status_code == 200, renamed.text
+    assert set(summary()["resources"]) == {"VCPU", "CUSTOM_NEW"}
+    assert set(_candidates(client, resources="VCPU:1")["provider_summaries"]) == {
+        cn["uuid"],
+        other["uuid"],
+    }
+
+
+@pytest.mark.parametrize("version", ["1.10", "1.12", "1.34", "1.39"])
+def test_byte_layout_matches_the_template_rendering(
+    client: PlacementClient,
+    cloud: dict[str, dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    version: str,
+) -> None:
+    """Allocation requests are laid out as bytes when every uuid is 36 characters (always,
+    as placement stores them canonical) and through %-templates otherwise: both must write
+    the same JSON, for every response shape, with candidates of several shapes in one
+    answer (one provider for both groups, or two)."""
+    from allotment.placement.api import allocation_candidates as api
+
+    query: dict[str, str] = {"resources": "VCPU:1,DISK_GB:10"}
+    if version >= "1.25":
+        query |= {"resources1": "MEMORY_MB:512", "group_policy": "none"}
+    by_bytes = _candidates(client, version, **query)["allocation_requests"]
+    monkeypatch.setattr(api, "_uuid_bytes", lambda uuids: None)
+    by_template = _candidates(client, version, **query)["allocation_requests"]
+    assert by_bytes == by_template
+    # cn2 alone, or cn1 with the shared disk: two shapes in one answer.
+    assert {len(c["allocations"]) for c in by_bytes} == {1, 2}

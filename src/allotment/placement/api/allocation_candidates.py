@@ -33,10 +33,16 @@ TRAITS_MINOR = 17
 ALL_RESOURCES_MINOR = 27
 TREES_MINOR = 29
 MAPPINGS_MINOR = 34
+UUID_LENGTH = 36
+
+
+def _raw_json(value: object) -> str:
+    return orjson.dumps(value).decode()
 
 
 def _json(value: object) -> str:
-    return orjson.dumps(value).decode().replace("%", "%%")
+    """JSON for a %-template (``%`` doubled)."""
+    return _raw_json(value).replace("%", "%%")
 
 
 def _shapes(codes: IntArray) -> tuple[IntArray, IntArray]:
@@ -56,11 +62,11 @@ def _fill(
     out[members] = [template % values for values in zip(*columns, strict=True)]
 
 
-def _allocation_requests(cands: CandidateSet, minor: int) -> str:
+def _allocation_requests(cands: CandidateSet, minor: int) -> bytes:
     picks = cands.picks
     n_slots, count = picks.shape
     if not count:
-        return "[]"
+        return b"[]"
     # first[s]: the first slot that has the same provider as slot s, per candidate.
     first = np.repeat(np.arange(n_slots, dtype=I64)[:, None], count, axis=1)
     for s in range(n_slots):
@@ -76,63 +82,155 @@ def _allocation_requests(cands: CandidateSet, minor: int) -> str:
         distinct, shape_of = np.unique(first.T, axis=0, return_inverse=True)
         shape_of = shape_of.ravel().astype(I64)
         patterns = list(distinct)
-    out = np.empty(count, object)
-    uuid_rows = [cands.uuids[picks[s]] for s in range(n_slots)]
-    for k, pattern in enumerate(patterns):
+    shapes = [_request_pieces(cands, [int(x) for x in pattern], minor) for pattern in patterns]
+    uuid_bytes = _uuid_bytes(cands.uuids)
+    if uuid_bytes is None:
+        return _requests_by_template(cands, shapes, shape_of).encode()
+    return _requests_by_bytes(cands, shapes, shape_of, uuid_bytes)
+
+
+def _uuid_bytes(uuids: npt.NDArray[np.object_]) -> npt.NDArray[np.uint8] | None:
+    """The uuids as a (providers, 36) byte matrix, or None unless each is 36 ASCII
+    characters (the canonical form; placement accepts others and keeps them as given)."""
+    names: list[str] = uuids.tolist()
+    if set(map(len, names)) != {UUID_LENGTH}:
+        return None
+    joined = "".join(names)
+    if not joined.isascii():
+        return None
+    matrix: npt.NDArray[np.uint8] = np.frombuffer(joined.encode(), np.uint8)
+    return matrix.reshape(len(names), UUID_LENGTH)
+
+
+def _requests_by_bytes(
+    cands: CandidateSet,
+    shapes: Sequence[tuple[list[str], list[int]]],
+    shape_of: IntArray,
+    uuid_bytes: npt.NDArray[np.uint8],
+) -> bytes:
+    """The candidates' JSON laid out as byte rows, one array operation per piece: every
+    candidate of a shape has the same constant pieces and 36-byte uuids between them."""
+    count = len(shape_of)
+    widths = [
+        sum(len(piece.encode()) for piece in pieces) + UUID_LENGTH * len(slots) + 1
+        for pieces, slots in shapes
+    ]
+    row_width = np.asarray(widths, I64)[shape_of]
+    starts = np.cumsum(row_width) - row_width
+    out = np.empty(int(row_width.sum()), np.uint8)
+    for k, (pieces, slots) in enumerate(shapes):
+        members = np.flatnonzero(shape_of == k) if len(shapes) > 1 else np.arange(count)
+        rows = np.empty((len(members), widths[k]), np.uint8)
+        at = 0
+        for piece, slot in zip(pieces, [*slots, None], strict=True):
+            raw = np.frombuffer(piece.encode(), np.uint8)
+            rows[:, at : at + len(raw)] = raw
+            at += len(raw)
+            if slot is not None:
+                rows[:, at : at + UUID_LENGTH] = uuid_bytes[cands.picks[slot, members]]
+                at += UUID_LENGTH
+        rows[:, at] = ord(",")
+        if len(shapes) == 1:
+            out = rows.ravel()
+        else:
+            out[starts[members, None] + np.arange(widths[k], dtype=I64)] = rows
+    return b"[" + out[:-1].tobytes() + b"]"
+
+
+def _requests_by_template(
+    cands: CandidateSet, shapes: Sequence[tuple[list[str], list[int]]], shape_of: IntArray
+) -> str:
+    """The candidates' JSON through %-templates (any uuid spelling)."""
+    out = np.empty(len(shape_of), object)
+    uuid_rows = [cands.uuids[cands.picks[s]] for s in range(cands.picks.shape[0])]
+    for k, (pieces, slots) in enumerate(shapes):
         members = np.flatnonzero(shape_of == k)
-        template, columns = _request_template(cands, [int(x) for x in pattern], minor)
-        _fill(out, template, members, [uuid_rows[s][members].tolist() for s in columns])
+        template = "%s".join(piece.replace("%", "%%") for piece in pieces)
+        _fill(out, template, members, [uuid_rows[s][members].tolist() for s in slots])
     return "[" + ",".join(out.tolist()) + "]"
 
 
-def _request_template(cands: CandidateSet, first: list[int], minor: int) -> tuple[str, list[int]]:
-    """The JSON of candidates whose slots share providers as ``first`` says, with one %s per
-    provider uuid, and which slot each %s takes its uuid from."""
+def _request_pieces(
+    cands: CandidateSet, first: list[int], minor: int
+) -> tuple[list[str], list[int]]:
+    """The JSON of candidates whose slots share providers as ``first`` says: the constant
+    pieces, between which go provider uuids, and the slot each uuid is taken from."""
     resources: dict[int, dict[str, int]] = {}
     for s, slot in enumerate(cands.slots):
         if slot.resources:
             merged = resources.setdefault(first[s], {})
             for name, amount in slot.resources:
                 merged[name] = merged.get(name, 0) + amount
-    columns: list[int] = []
+    slots: list[int] = []
+    pieces: list[str] = []
+    text = ""
     if minor >= DICT_ALLOCATIONS_MINOR:
-        parts = []
-        for s, merged in resources.items():
-            parts.append(f'"%s":{{"resources":{_json(merged)}}}')
-            columns.append(s)
-        text = '{"allocations":{' + ",".join(parts) + "}"
+        text = '{"allocations":{'
+        for i, (s, merged) in enumerate(resources.items()):
+            pieces.append(text + ("," if i else "") + '"')
+            slots.append(s)
+            text = f'":{{"resources":{_raw_json(merged)}}}'
+        text += "}"
         if minor >= MAPPINGS_MINOR:
             mapped: dict[str, list[int]] = {suffix: [] for suffix in cands.suffixes}
             for s, slot in enumerate(cands.slots):
                 if first[s] not in mapped[slot.suffix]:
                     mapped[slot.suffix].append(first[s])
-            groups = []
-            for suffix, providers in mapped.items():
-                groups.append(_json(suffix) + ":[" + ",".join('"%s"' for _ in providers) + "]")
-                columns += providers
-            text += ',"mappings":{' + ",".join(groups) + "}"
-        return text + "}", columns
-    parts = []
-    for s, merged in resources.items():
-        parts.append(f'{{"resource_provider":{{"uuid":"%s"}},"resources":{_json(merged)}}}')
-        columns.append(s)
-    return '{"allocations":[' + ",".join(parts) + "]}", columns
+            text += ',"mappings":{'
+            for g, (suffix, providers) in enumerate(mapped.items()):
+                text += ("," if g else "") + _raw_json(suffix) + ":["
+                for i, s in enumerate(providers):
+                    pieces.append(text + ("," if i else "") + '"')
+                    slots.append(s)
+                    text = '"'
+                text += "]"
+            text += "}"
+        pieces.append(text + "}")
+        return pieces, slots
+    text = '{"allocations":['
+    for i, (s, merged) in enumerate(resources.items()):
+        pieces.append(text + ("," if i else "") + '{"resource_provider":{"uuid":"')
+        slots.append(s)
+        text = f'"}},"resources":{_raw_json(merged)}}}'
+    pieces.append(text + "]}")
+    return pieces, slots
 
 
-def _provider_summaries(cands: CandidateSet, minor: int) -> str:
+def _provider_summaries(cands: CandidateSet, minor: int) -> bytes:
+    """The ``provider_summaries`` object. From 1.27 a summary depends on the provider only
+    (every class it has, its traits, its tree), so each provider's fragment is rendered once
+    per row version and reused by later answers until the provider changes."""
     count = len(cands.summary)
     if not count:
-        return "{}"
+        return b"{}"
+    if minor < ALL_RESOURCES_MINOR or cands.row_cache is None:
+        every = np.arange(count, dtype=I64)
+        return ("{" + ",".join(_summary_fragments(cands, minor, every)) + "}").encode()
+    cache = cands.row_cache("summary-trees" if minor >= TREES_MINOR else "summary")
+    rows, versions = cands.summary_rows, cands.summary_versions
+    fragments, stale = cache.lookup(rows, versions)
+    if len(stale):
+        fresh = [text.encode() for text in _summary_fragments(cands, minor, stale)]
+        fragments[stale] = fresh
+        cache.store(rows[stale], versions[stale], fresh)
+    return b"{" + b",".join(fragments.tolist()) + b"}"
+
+
+def _summary_fragments(cands: CandidateSet, minor: int, which: IntArray) -> list[str]:
+    """The ``"uuid":{...}`` fragments of the summarized providers at positions ``which``,
+    rendered through one template per distinct shape (classes present, trait set, parent)."""
+    count = len(which)
     shown = [
         c
         for c, name in enumerate(cands.class_names)
         if minor >= ALL_RESOURCES_MINOR or name in cands.requested
     ]
-    has = cands.has_inventory[shown]
+    has = cands.has_inventory[shown][:, which]
     traits = minor >= TRAITS_MINOR
     trees = minor >= TREES_MINOR
-    trait_set = cands.trait_set if traits else np.zeros(count, I64)
-    has_parent = (cands.summary_parent >= 0) & trees
+    trait_set = cands.trait_set[which] if traits else np.zeros(count, I64)
+    parent = cands.summary_parent[which]
+    has_parent = (parent >= 0) & trees
     keys = [*has.astype(I64), trait_set, has_parent.astype(I64)]
     widths = [1] * len(shown) + [max(1, len(cands.trait_sets).bit_length()), 1]
     if sum(widths) <= 62:
@@ -150,27 +248,29 @@ def _provider_summaries(cands: CandidateSet, minor: int) -> str:
     out = np.empty(count, object)
     for k, example in enumerate(examples):
         members = np.flatnonzero(shape_of == k)
+        at = which[members]
         present = [c for i, c in enumerate(shown) if has[i, example]]
         resources = ",".join(
             _json(cands.class_names[c]) + ':{"capacity":%d,"used":%d}' for c in present
         )
         template = '"%s":{"resources":{' + resources + "}"
-        columns: list[list[object]] = [uuids[cands.summary[members]].tolist()]
+        columns: list[list[object]] = [uuids[cands.summary[at]].tolist()]
         for c in present:
-            columns.append(cands.capacity[c, members].tolist())
-            columns.append(cands.used[c, members].tolist())
+            columns.append(cands.capacity[c, at].tolist())
+            columns.append(cands.used[c, at].tolist())
         if traits:
             template += ',"traits":' + _json(list(cands.trait_sets[int(trait_set[example])]))
         if trees:
             if has_parent[example]:
                 template += ',"parent_provider_uuid":"%s"'
-                columns.append(uuids[cands.summary_parent[members]].tolist())
+                columns.append(uuids[parent[members]].tolist())
             else:
                 template += ',"parent_provider_uuid":null'
             template += ',"root_provider_uuid":"%s"'
-            columns.append(uuids[cands.summary_root[members]].tolist())
+            columns.append(uuids[cands.summary_root[at]].tolist())
         _fill(out, template + "}", members, columns)
-    return "{" + ",".join(out.tolist()) + "}"
+    fragments: list[str] = out.tolist()
+    return fragments
 
 
 def list_allocation_candidates(req: PlacementRequest) -> Response:

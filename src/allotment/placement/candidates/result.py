@@ -9,13 +9,14 @@ HTTP layer serializes the arrays directly.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
 from allotment.placement.candidates.engine import Found, Query
 from allotment.placement.index.capacity import I64, IndexState, IntArray
+from allotment.placement.index.rowcache import RowCache
 from allotment.placement.model import AllocationRequest, ProviderSummary
 
 
@@ -41,6 +42,11 @@ class CandidateSet:
     trait_sets: tuple[tuple[str, ...], ...]  # distinct trait sets, names in trait id order
     trait_set: IntArray  # per summarized provider: index into trait_sets
     requested: frozenset[str]  # every class any group asked for
+    # Per summarized provider: its index row and that row's version, and the index's
+    # caches of per-row values by name (for rendering summaries once per row version).
+    summary_rows: IntArray = field(default_factory=lambda: np.zeros(0, I64))
+    summary_versions: IntArray = field(default_factory=lambda: np.zeros(0, I64))
+    row_cache: Callable[[str], RowCache] | None = None
 
     def __len__(self) -> int:
         return int(self.picks.shape[1])
@@ -155,6 +161,8 @@ def collect(
     cols = np.flatnonzero(state.inv[:, summary_rows].any(axis=1))
     grid = (cols[:, None], summary_rows[None, :])
     trait_sets, trait_set = _trait_sets(state, summary_rows, trait_name)
+    # Summaries name classes: renaming one must not reuse fragments holding the old name.
+    names = tuple(class_name(rc) for rc in state.col_rc)
     return CandidateSet(
         suffixes=suffixes,
         slots=slots,
@@ -170,6 +178,9 @@ def collect(
         trait_sets=trait_sets,
         trait_set=trait_set,
         requested=requested,
+        summary_rows=summary_rows,
+        summary_versions=state.version[summary_rows],
+        row_cache=lambda variant: state.row_cache((variant, names)),
     )
 
 

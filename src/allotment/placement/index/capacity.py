@@ -11,6 +11,7 @@ An ``IndexState`` is only read or changed under its owner's lock (``CapacityInde
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
@@ -18,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from allotment.placement.index.loader import Facts, Snapshot
+from allotment.placement.index.rowcache import RowCache, next_version
 
 I64 = np.int64
 IntArray = npt.NDArray[np.int64]
@@ -40,7 +42,7 @@ def _grown(array: Any, size: int, axis: int, fill: object) -> Any:
 class IndexState:
     """All providers as arrays. Not thread-safe by itself."""
 
-    _ROW_ARRAYS = ("ids", "alive", "root", "parent", "uuids", "trait_set", "seen")
+    _ROW_ARRAYS = ("ids", "alive", "root", "parent", "uuids", "trait_set", "seen", "version")
     _COL_ARRAYS = (
         "inv",
         "total",
@@ -63,6 +65,10 @@ class IndexState:
         self.uuids: npt.NDArray[np.object_] = np.full(rows, None, object)
         # Change-log position of the snapshot each row was last read from.
         self.seen: IntArray = np.zeros(rows, I64)
+        # Changes whenever anything about the provider in the row does (see rowcache).
+        self.version: IntArray = np.zeros(rows, I64)
+        self._row_caches: dict[object, RowCache] = {}
+        self._row_caches_lock = threading.Lock()
         self.row_of_id: dict[int, int] = {}
         self.row_of_uuid: dict[str, int] = {}
         self._free_rows: list[int] = []
@@ -239,6 +245,17 @@ class IndexState:
 
     # -- changes ----------------------------------------------------------------------------
 
+    def row_cache(self, key: object) -> RowCache:
+        """The cache of per-row values named ``key`` (made on first use; dropped with the
+        state, so a rebuilt index starts with empty caches). Safe without the index lock."""
+        with self._row_caches_lock:
+            cache = self._row_caches.get(key)
+            if cache is None:
+                if len(self._row_caches) >= 8:  # keys naming e.g. renamed classes go stale
+                    self._row_caches.clear()
+                cache = self._row_caches[key] = RowCache()
+            return cache
+
     def _row_for(self, provider_id: int) -> int:
         row = self.row_of_id.get(provider_id)
         if row is None:
@@ -276,6 +293,7 @@ class IndexState:
         self.root[row] = -1
         self.parent[row] = -1
         self.uuids[row] = None
+        self.version[row] = next_version()
         self._free_rows.append(row)
 
     def apply(self, facts: Facts, provider_ids: Collection[int]) -> None:
@@ -334,6 +352,7 @@ class IndexState:
                 self._agg_arrays.pop(agg_id, None)
         changed = np.fromiter(rows.values(), I64, len(rows))
         self.seen[changed] = facts.seq
+        self.version[changed] = next_version()
         self._derive(changed)
         if tree_changed:
             self.tree_version += 1
@@ -354,6 +373,7 @@ class IndexState:
                 continue
             self.used[col, row] += delta
             self.free[col, row] -= delta
+            self.version[row] = next_version()
         return missing
 
     def _derive(self, rows: IntArray) -> None:
@@ -435,5 +455,6 @@ class IndexState:
         for row, agg_ids in agg_by_row.items():
             state.row_aggs[row] = frozenset(agg_ids)
         state.seen[:n] = snap.seq
+        state.version[:n] = next_version()
         state._derive(np.arange(n, dtype=I64))
         return state
