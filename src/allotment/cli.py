@@ -1,4 +1,5 @@
-"""The ``allotment`` command: ``serve``, ``db upgrade``, ``token create|list|revoke``."""
+"""The ``allotment`` command: ``serve``, ``db upgrade``, ``token create|list|revoke``,
+``config show``."""
 
 from __future__ import annotations
 
