@@ -112,6 +112,9 @@ class PlacementService:
             holder[:] = [txn]
             result = work(txn)
             if txn.touched or txn.scope != changes.SCOPE_PROVIDERS:
+                # Before the change is recorded, which on PostgreSQL and MySQL takes the lock
+                # every writer queues on.
+                self.index.note_facts(txn)
                 txn.seq = changes.record(conn, txn.touched, txn.scope)
             return result
 
@@ -195,6 +198,7 @@ class PlacementService:
                 txn.conn, uuid=rp_uuid, name=name, parent=parent, now=txn.now
             )
             txn.touch(created.id)
+            self.index.note_created(txn, created)
             return created
 
         try:
