@@ -358,12 +358,12 @@ class PlacementService:
                     f"Inventory for '{', '.join(in_use)}' on resource provider "
                     f"'{provider.uuid}' in use."
                 )
+            added = {rc_ids[name]: inv for name, inv in put.items() if name not in current}
+            inventory_store.insert_many(conn, provider.id, added, txn.now)
             for name, inventory in put.items():
                 rc_id = rc_ids[name]
                 if name in current:
                     inventory_store.update(conn, provider.id, rc_id, inventory, txn.now)
-                else:
-                    inventory_store.insert(conn, provider.id, rc_id, inventory, txn.now)
                 if used.get(rc_id, 0) > inventory.capacity:
                     LOG.warning(
                         "resource provider %s is now over capacity for %s: %d used, capacity %d",
