@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from allotment.app import Services, build_services
-from allotment.placement.model import CandidateRequest, Inventory, RequestGroup
+from allotment.placement.model import CandidateRequest, ConsumerWrite, Inventory, RequestGroup
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.integration
@@ -28,6 +28,15 @@ def _summarized(services: Services, group: RequestGroup) -> set[str]:
     """Uuids of the providers the candidates for ``group`` summarize."""
     found = services.placement.allocation_candidates(CandidateRequest(groups=(group,)))
     return {summary.uuid for summary in found.summaries()}
+
+
+def _vcpu(services: Services, provider_uuid: str) -> tuple[int, int]:
+    """Capacity and usage of VCPU the candidates report for one provider."""
+    found = services.placement.allocation_candidates(
+        CandidateRequest(groups=(RequestGroup(resources={"VCPU": 1}),))
+    )
+    summary = next(s for s in found.summaries() if s.uuid == provider_uuid)
+    return summary.resources["VCPU"]
 
 
 def test_own_writes_show_in_the_next_search(services: Services) -> None:
@@ -53,7 +62,26 @@ def test_own_writes_show_in_the_next_search(services: Services) -> None:
     placement.set_provider_aggregates(child.uuid, [aggregate], generation=2)
     assert placement.aggregate_members(aggregate) == {child.uuid}
 
-    placement.set_provider_aggregates(child.uuid, [], generation=3)
+    consumer = str(uuid.uuid4())
+    claim = ConsumerWrite(
+        allocations={child.uuid: {"VCPU": 2}}, project_id="p", user_id="u", generation=None
+    )
+    placement.set_allocations({consumer: claim})
+    generation = placement.get_provider(child.uuid).generation
+    placement.change_inventories(
+        child.uuid,
+        generation=generation,
+        put={"VCPU": Inventory("VCPU", total=16), "DISK_GB": Inventory("DISK_GB", total=5)},
+        replace_all=True,
+    )
+    assert _vcpu(services, child.uuid) == (16, 2)
+    assert _summarized(services, avx2) == {root.uuid, child.uuid}
+    assert placement.aggregate_members(aggregate) == {child.uuid}
+
+    placement.delete_allocations(consumer)
+    assert _vcpu(services, child.uuid) == (16, 0)
+    generation = placement.get_provider(child.uuid).generation
+    placement.set_provider_aggregates(child.uuid, [], generation=generation)
     placement.delete_provider(child.uuid)
     assert placement.aggregate_members(aggregate) == set()
     assert child.uuid not in placement.index.state.row_of_uuid

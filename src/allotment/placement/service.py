@@ -386,6 +386,9 @@ class PlacementService:
                     for n, inv in put.items()
                 }
             )
+            noted = {cid: after[n] for n in after if (cid := classes.id_of(n)) is not None}
+            if len(noted) == len(after):
+                self.index.note_inventories(txn, provider, noted, used)
             return replace(provider, generation=generation_now, updated_at=txn.now), after
 
         return self._write(work)

@@ -216,6 +216,14 @@ def read_some(
     return facts
 
 
+def read_links(conn: Connection, provider_id: int) -> Facts:
+    """Only the traits and aggregates of one provider, as ``conn`` sees them."""
+    facts = Facts()
+    params = {"ids": [provider_id]}
+    _convert(facts, [[], [], [], _SOME[3].rows(conn, params), _SOME[4].rows(conn, params)])
+    return facts
+
+
 def read_providers(conn: Connection, provider_ids: Collection[int]) -> Facts:
     """The rows of exactly ``provider_ids`` as ``conn`` sees them (``seq`` left at 0)."""
     facts = Facts()

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING
 
 from allotment.placement.index import loader
 from allotment.placement.index.capacity import IndexState
-from allotment.placement.model import Provider
+from allotment.placement.model import Inventory, Provider
 from allotment.placement.store import changes
 from allotment.placement.store.catalog import Catalog
 from allotment.placement.store.db import Database
@@ -109,6 +109,37 @@ class CapacityIndex:
             return
         if USAGE_DELTAS not in txn.notes and FACTS not in txn.notes:
             txn.notes[FACTS] = loader.read_providers(txn.conn, txn.touched)
+
+    def note_inventories(
+        self,
+        txn: WriteTxn,
+        provider: Provider,
+        inventories: Mapping[int, Inventory],
+        used: Mapping[int, int],
+    ) -> None:
+        """Note the rows of a provider whose inventories a write set, from what the write
+        holds (its inventories by class id, and the usage it read), plus its traits and
+        aggregates read on the write's connection. SQLite only, as ``note_facts``."""
+        if self.db.dialect != "sqlite" or not self.loaded:
+            return
+        rp_id = provider.id
+        facts = loader.read_links(txn.conn, rp_id)
+        facts.providers = [(rp_id, provider.uuid, provider.root_id, provider.parent_id)]
+        facts.inventories = [
+            (
+                rp_id,
+                rc_id,
+                inv.total,
+                inv.reserved,
+                inv.min_unit,
+                inv.max_unit,
+                inv.step_size,
+                float(inv.allocation_ratio),
+            )
+            for rc_id, inv in inventories.items()
+        ]
+        facts.usages = [(rp_id, rc_id, amount) for rc_id, amount in used.items()]
+        txn.notes[FACTS] = facts
 
     @staticmethod
     def note_created(txn: WriteTxn, provider: Provider) -> None:
