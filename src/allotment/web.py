@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import email.utils
+import functools
 import html
 import http
 from datetime import UTC, datetime
@@ -126,7 +127,9 @@ def error_response(
     return Response(dumps({"errors": [error]}), status, headers, JSON)
 
 
+@functools.lru_cache(maxsize=256)
 def http_date(when: datetime) -> str:
+    """RFC 7231 date of a timestamp; cached, as responses mostly carry recent whole seconds."""
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return email.utils.format_datetime(when.astimezone(UTC), usegmt=True)

@@ -110,3 +110,17 @@ def test_delete_all_needs_1_5(client: PlacementClient) -> None:
 def test_inventories_of_missing_provider_is_404(client: PlacementClient) -> None:
     resp = client.get("/resource_providers/0c3b7e4e-2e60-4b53-9b88-0a8b1ed1d0b1/inventories")
     assert resp.status_code == 404
+
+
+def test_a_missing_provider_is_reported_before_a_bad_body(client: PlacementClient) -> None:
+    path = "/resource_providers/0c3b7e4e-2e60-4b53-9b88-0a8b1ed1d0b1/inventories"
+    bad_bodies: list[object] = [
+        {"bogus": 1},
+        {"resource_provider_generation": 0, "inventories": {"NOT_A_CLASS": {"total": 1}}},
+        {"resource_provider_generation": 0, "inventories": {"VCPU": {"total": 1, "reserved": 2}}},
+        {"resource_provider_generation": 0, "inventories": {"VCPU": {"total": 4}}},
+    ]
+    for body in bad_bodies:
+        resp = client.put(path, body)
+        assert resp.status_code == 404, (body, resp.text)
+        assert resp.json()["errors"][0]["code"] == "placement.undefined_code"

@@ -112,6 +112,9 @@ class PlacementService:
             holder[:] = [txn]
             result = work(txn)
             if txn.touched or txn.scope != changes.SCOPE_PROVIDERS:
+                # Before the change is recorded, which on PostgreSQL and MySQL takes the lock
+                # every writer queues on.
+                self.index.note_facts(txn)
                 txn.seq = changes.record(conn, txn.touched, txn.scope)
             return result
 
@@ -195,6 +198,7 @@ class PlacementService:
                 txn.conn, uuid=rp_uuid, name=name, parent=parent, now=txn.now
             )
             txn.touch(created.id)
+            self.index.note_created(txn, created)
             return created
 
         try:
@@ -354,12 +358,12 @@ class PlacementService:
                     f"Inventory for '{', '.join(in_use)}' on resource provider "
                     f"'{provider.uuid}' in use."
                 )
+            added = {rc_ids[name]: inv for name, inv in put.items() if name not in current}
+            inventory_store.insert_many(conn, provider.id, added, txn.now)
             for name, inventory in put.items():
                 rc_id = rc_ids[name]
                 if name in current:
                     inventory_store.update(conn, provider.id, rc_id, inventory, txn.now)
-                else:
-                    inventory_store.insert(conn, provider.id, rc_id, inventory, txn.now)
                 if used.get(rc_id, 0) > inventory.capacity:
                     LOG.warning(
                         "resource provider %s is now over capacity for %s: %d used, capacity %d",
@@ -382,6 +386,9 @@ class PlacementService:
                     for n, inv in put.items()
                 }
             )
+            noted = {cid: after[n] for n in after if (cid := classes.id_of(n)) is not None}
+            if len(noted) == len(after):
+                self.index.note_inventories(txn, provider, noted, used)
             return replace(provider, generation=generation_now, updated_at=txn.now), after
 
         return self._write(work)

@@ -32,12 +32,12 @@ def set_aggregates(req: PlacementRequest) -> Response:
     req.require_version(FIRST)
     req.authorize("placement:resource_providers:aggregates:update")
     uuid = req.path_params["uuid"]
-    req.service.get_provider(uuid)  # 404 before body errors, as upstream
     generation: int | None = None
-    if req.mv.at_least(WITH_GENERATION):
-        data = req.json(schemas.PUT_1_19)
-        wanted, generation = data["aggregates"], data["resource_provider_generation"]
-    else:
-        wanted = req.json(schemas.PUT)
-    provider, stored = req.service.set_provider_aggregates(uuid, wanted, generation=generation)
+    with req.provider_checked_first(uuid):
+        if req.mv.at_least(WITH_GENERATION):
+            data = req.json(schemas.PUT_1_19)
+            wanted, generation = data["aggregates"], data["resource_provider_generation"]
+        else:
+            wanted = req.json(schemas.PUT)
+        provider, stored = req.service.set_provider_aggregates(uuid, wanted, generation=generation)
     return _respond(req, provider, stored)

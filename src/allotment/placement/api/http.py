@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
@@ -79,6 +80,18 @@ class PlacementRequest:
 
     def authorize(self, rule: str, target: dict[str, str] | None = None) -> None:
         authorize(self.context, rule, target)
+
+    @contextmanager
+    def provider_checked_first(self, uuid: str) -> Iterator[None]:
+        """Report a missing provider ahead of any other error of the block, as upstream (which
+        looks the provider up before it reads the body). Looked up only when the block
+        fails: a write finds the provider in its own transaction anyway."""
+        try:
+            yield
+        except errors.AllotmentError as exc:
+            if not isinstance(exc, errors.NotFound):
+                self.service.get_provider(uuid)
+            raise
 
     def check_content_type(self) -> None:
         content_type = self.raw.headers.get("content-type", "")

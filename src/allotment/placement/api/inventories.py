@@ -75,23 +75,23 @@ def get_inventory(req: PlacementRequest) -> Response:
 def set_inventories(req: PlacementRequest) -> Response:
     req.authorize("placement:resource_providers:inventories:update")
     uuid = req.path_params["uuid"]
-    req.service.get_provider(uuid)
-    data = req.json(schemas.PUT_ALL)
-    try:
-        wanted = {n: _inventory(req, uuid, n, d) for n, d in data["inventories"].items()}
-        provider, found = req.service.change_inventories(
-            uuid, generation=data["resource_provider_generation"], put=wanted, replace_all=True
-        )
-    except errors.UnknownResourceClass as exc:
-        raise errors.InvalidInput(
-            f"Unknown resource class in inventory for resource provider {uuid}: {exc.message}"
-        ) from None
-    except _CapacityError as exc:
-        raise errors.InvalidInput(
-            f"Unable to update inventory for resource provider {uuid}: {exc.message}"
-        ) from None
-    except errors.InventoryInUse as exc:
-        raise errors.InventoryInUse(f"update conflict: {exc.message}") from None
+    with req.provider_checked_first(uuid):
+        data = req.json(schemas.PUT_ALL)
+        try:
+            wanted = {n: _inventory(req, uuid, n, d) for n, d in data["inventories"].items()}
+            provider, found = req.service.change_inventories(
+                uuid, generation=data["resource_provider_generation"], put=wanted, replace_all=True
+            )
+        except errors.UnknownResourceClass as exc:
+            raise errors.InvalidInput(
+                f"Unknown resource class in inventory for resource provider {uuid}: {exc.message}"
+            ) from None
+        except _CapacityError as exc:
+            raise errors.InvalidInput(
+                f"Unable to update inventory for resource provider {uuid}: {exc.message}"
+            ) from None
+        except errors.InventoryInUse as exc:
+            raise errors.InventoryInUse(f"update conflict: {exc.message}") from None
     return _collection(req, provider, found)
 
 

@@ -357,6 +357,21 @@ class IndexState:
         if tree_changed:
             self.tree_version += 1
 
+    def takes(self, facts: Facts, provider_ids: Collection[int]) -> bool:
+        """Whether ``apply(facts, provider_ids)`` may use ``facts`` (complete rows read at
+        change-log position ``facts.seq``) as they are: every root and parent they name is
+        known, and no row of theirs was read at that position or later."""
+        present = {p[0] for p in facts.providers}
+        for _, _, root_id, parent_id in facts.providers:
+            for link in (root_id, parent_id):
+                if link is not None and link not in present and link not in self.row_of_id:
+                    return False
+        for provider_id in present.union(provider_ids):
+            row = self.row_of_id.get(provider_id)
+            if row is not None and self.seen[row] >= facts.seq:
+                return False
+        return True
+
     def add_usage(self, deltas: Mapping[tuple[int, int], int], seq: int) -> set[int]:
         """Apply ``{(provider id, class id): change of used}`` of the write at change-log
         position ``seq``, except to rows read from a snapshot that already had it; returns

@@ -207,15 +207,30 @@ def read_some(
         facts.seq = changes.latest(conn)
         while wanted:
             seen.update(wanted)
-            part = Facts()
-            for start in range(0, len(wanted), _MAX_IN):
-                chunk = wanted[start : start + _MAX_IN]
-                size = 1 << (len(chunk) - 1).bit_length()
-                params = {"ids": chunk + [-1] * (size - len(chunk))}
-                _convert(part, [q.rows(conn, params) for q in _SOME])
+            part = read_providers(conn, wanted)
             facts.extend(part)
             wanted = sorted(
                 {r for _, _, r, _ in part.providers} | {p for *_, p in part.providers if p}
             )
             wanted = [i for i in wanted if i not in seen and not known(i)]
+    return facts
+
+
+def read_links(conn: Connection, provider_id: int) -> Facts:
+    """Only the traits and aggregates of one provider, as ``conn`` sees them."""
+    facts = Facts()
+    params = {"ids": [provider_id]}
+    _convert(facts, [[], [], [], _SOME[3].rows(conn, params), _SOME[4].rows(conn, params)])
+    return facts
+
+
+def read_providers(conn: Connection, provider_ids: Collection[int]) -> Facts:
+    """The rows of exactly ``provider_ids`` as ``conn`` sees them (``seq`` left at 0)."""
+    facts = Facts()
+    wanted = sorted(set(provider_ids))
+    for start in range(0, len(wanted), _MAX_IN):
+        chunk = wanted[start : start + _MAX_IN]
+        size = 1 << (len(chunk) - 1).bit_length()
+        params = {"ids": chunk + [-1] * (size - len(chunk))}
+        _convert(facts, [q.rows(conn, params) for q in _SOME])
     return facts

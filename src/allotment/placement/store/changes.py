@@ -32,6 +32,7 @@ _LOCK_COUNTER = Prepared(
 )
 
 
+_LATEST = Prepared(sa.select(sa.func.coalesce(sa.func.max(change_log.c.seq), 0)))
 _APPEND = Prepared(change_log.insert())
 _APPEND_RETURNING = Prepared(change_log.insert().returning(change_log.c.seq))
 
@@ -56,9 +57,8 @@ def record(conn: Connection, provider_ids: Iterable[int] = (), scope: str = SCOP
 
 
 def latest(conn: Connection) -> int:
-    return int(
-        conn.execute(sa.select(sa.func.coalesce(sa.func.max(change_log.c.seq), 0))).scalar_one()
-    )
+    """The newest sequence number (0 for an empty log). Prepared: every index refresh asks."""
+    return int(_LATEST.scalar(conn))
 
 
 def since(conn: Connection, seq: int, limit: int = 10000) -> list[Change]:

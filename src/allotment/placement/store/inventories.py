@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -88,15 +88,25 @@ def _values(inventory: Inventory) -> dict[str, object]:
 def insert(
     conn: Connection, provider_id: int, rc_id: int, inventory: Inventory, now: datetime
 ) -> None:
-    _INSERT.execute(
+    insert_many(conn, provider_id, {rc_id: inventory}, now)
+
+
+def insert_many(
+    conn: Connection, provider_id: int, added: Mapping[int, Inventory], now: datetime
+) -> None:
+    """Insert inventories of one provider by class id, in one driver call."""
+    _INSERT.execute_many(
         conn,
-        {
-            "resource_provider_id": provider_id,
-            "resource_class_id": rc_id,
-            **_values(inventory),
-            "created_at": now,
-            "updated_at": now,
-        },
+        [
+            {
+                "resource_provider_id": provider_id,
+                "resource_class_id": rc_id,
+                **_values(inventory),
+                "created_at": now,
+                "updated_at": now,
+            }
+            for rc_id, inventory in added.items()
+        ],
     )
 
 

@@ -27,11 +27,12 @@ class _Compiled:
     sql: str
     # Bind names in driver order for positional paramstyles; None for named ones.
     positions: tuple[str, ...] | None
-    binds: Mapping[str, Processor]
     # Values of binds the caller does not pass (literals the statement carries, e.g. LIMIT 1).
     defaults: Mapping[str, Any]
     results: tuple[Processor, ...]
     expanding: frozenset[str]
+    # The binds that convert their values (most pass them to the driver as they are).
+    converting: tuple[tuple[str, Callable[[Any], Any]], ...]
 
 
 def _result_processor(type_: Any, dialect: Dialect) -> Processor:
@@ -50,11 +51,15 @@ def _result_processor(type_: Any, dialect: Dialect) -> Processor:
 class Prepared:
     """A Core statement compiled once per dialect, run on the raw DBAPI cursor."""
 
-    __slots__ = ("_cache", "statement")
+    __slots__ = ("_by_names", "_cache", "_expands", "statement")
 
     def __init__(self, statement: ClauseElement) -> None:
         self.statement = statement
         self._cache: dict[tuple[str, tuple[tuple[str, int], ...]], _Compiled] = {}
+        # A statement without IN lists (known once it was compiled) is looked up by the names
+        # of the given parameters alone, which costs far less than their shape.
+        self._expands: bool | None = None
+        self._by_names: dict[tuple[str, tuple[str, ...]], _Compiled] = {}
 
     def _compile(
         self, dialect: Dialect, keys: Sequence[str], sizes: Mapping[str, int]
@@ -91,26 +96,41 @@ class Prepared:
             for name, bind in compiled.binds.items()
             if name not in keys and not bind.expanding
         }
-        return _Compiled(sql, positions, binds, defaults, results, expanding)
+        converting = tuple((name, proc) for name, proc in binds.items() if proc is not None)
+        return _Compiled(sql, positions, defaults, results, expanding, converting)
 
     def _params(
         self, compiled: _Compiled, params: Mapping[str, Any]
     ) -> Sequence[Any] | dict[str, Any]:
         flat: dict[str, Any] = dict(compiled.defaults)
-        for key, value in params.items():
-            if key in compiled.expanding:
-                for index, item in enumerate(value):
-                    flat[f"{key}_{index + 1}"] = item
-            else:
-                flat[key] = value
-        for key, proc in compiled.binds.items():
-            if proc is not None and key in flat:
+        if compiled.expanding:
+            for key, value in params.items():
+                if key in compiled.expanding:
+                    for index, item in enumerate(value):
+                        flat[f"{key}_{index + 1}"] = item
+                else:
+                    flat[key] = value
+        else:
+            flat.update(params)
+        for key, proc in compiled.converting:
+            if key in flat:
                 flat[key] = proc(flat[key])
         if compiled.positions is not None:
             return [flat[key] for key in compiled.positions]
         return flat
 
     def _compiled(self, dialect: Dialect, params: Mapping[str, Any]) -> _Compiled:
+        if self._expands is False:
+            names = (dialect.name, tuple(params))
+            compiled = self._by_names.get(names)
+            if compiled is None:
+                compiled = self._by_names[names] = self._compiled_by_shape(dialect, params)
+            return compiled
+        compiled = self._compiled_by_shape(dialect, params)
+        self._expands = bool(compiled.expanding)
+        return compiled
+
+    def _compiled_by_shape(self, dialect: Dialect, params: Mapping[str, Any]) -> _Compiled:
         # The compiled form depends on which parameters are given and on IN-list lengths.
         shape = tuple(
             sorted((k, len(v) if isinstance(v, list | tuple) else -1) for k, v in params.items())
