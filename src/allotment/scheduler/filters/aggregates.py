@@ -3,6 +3,7 @@ answer, so each is evaluated once per distinct set of aggregates."""
 
 from __future__ import annotations
 
+import abc
 from typing import TYPE_CHECKING
 
 from allotment.scheduler.filters.base import HostFilter
@@ -15,11 +16,27 @@ if TYPE_CHECKING:
 _EXTRA_SPECS_SCOPE = "aggregate_instance_extra_specs"
 
 
-class AggregateInstanceExtraSpecsFilter(HostFilter):
-    """Each unscoped or ``aggregate_instance_extra_specs:``-scoped flavor extra spec must
-    match a value of that key in the host's aggregates (other scopes are ignored)."""
+class AggregateSetFilter(HostFilter):
+    """A filter whose answer depends only on the host's set of aggregates: ``failure`` is
+    asked once per distinct set and says why hosts in it fail (None if they pass)."""
 
     run_filter_once_per_request = True
+
+    @abc.abstractmethod
+    def failure(self, cycle: Cycle, code: int) -> str | None:
+        """Why hosts whose aggregate set is ``code`` fail, or None."""
+
+    def passes(self, cycle: Cycle, pos: IntArray) -> BoolArray:
+        return cycle.per_aggregate_set(lambda code: self.failure(cycle, code) is None, pos)
+
+    def reason(self, cycle: Cycle, pos: int) -> str:
+        code = int(cycle.snapshot.aggregate_set[cycle.rows[pos]])
+        return self.failure(cycle, code) or super().reason(cycle, pos)
+
+
+class AggregateInstanceExtraSpecsFilter(AggregateSetFilter):
+    """Each unscoped or ``aggregate_instance_extra_specs:``-scoped flavor extra spec must
+    match a value of that key in the host's aggregates (other scopes are ignored)."""
 
     def _specs(self, cycle: Cycle) -> list[tuple[str, str]]:
         found = []
@@ -35,7 +52,7 @@ class AggregateInstanceExtraSpecsFilter(HostFilter):
     def applies(self, cycle: Cycle) -> bool:
         return bool(cycle.spec.extra_specs)
 
-    def _failure(self, cycle: Cycle, code: int) -> str | None:
+    def failure(self, cycle: Cycle, code: int) -> str | None:
         metadata = cycle.snapshot.aggregate_metadata(code)
         for key, req in self._specs(cycle):
             values = metadata.get(key)
@@ -45,18 +62,9 @@ class AggregateInstanceExtraSpecsFilter(HostFilter):
                 return f"aggregate values {sorted(values)} of {key!r} do not match {req!r}"
         return None
 
-    def passes(self, cycle: Cycle, pos: IntArray) -> BoolArray:
-        return cycle.per_aggregate_set(lambda code: self._failure(cycle, code) is None, pos)
 
-    def reason(self, cycle: Cycle, pos: int) -> str:
-        code = int(cycle.snapshot.aggregate_set[cycle.rows[pos]])
-        return self._failure(cycle, code) or super().reason(cycle, pos)
-
-
-class AggregateMultiTenancyIsolation(HostFilter):
+class AggregateMultiTenancyIsolation(AggregateSetFilter):
     """Hosts in aggregates with ``filter_tenant_id*`` keys only take those projects."""
-
-    run_filter_once_per_request = True
 
     def _tenants(self, cycle: Cycle, code: int) -> set[str]:
         metadata = cycle.snapshot.aggregate_metadata(code)
@@ -66,32 +74,21 @@ class AggregateMultiTenancyIsolation(HostFilter):
                 tenants |= values
         return tenants
 
-    def passes(self, cycle: Cycle, pos: IntArray) -> BoolArray:
-        project = cycle.spec.project_id
-
-        def allowed(code: int) -> bool:
-            tenants = self._tenants(cycle, code)
-            return not tenants or project in tenants
-
-        return cycle.per_aggregate_set(allowed, pos)
-
-    def reason(self, cycle: Cycle, pos: int) -> str:
-        code = int(cycle.snapshot.aggregate_set[cycle.rows[pos]])
-        return (
-            f"the host's aggregates are reserved for projects {sorted(self._tenants(cycle, code))}"
-        )
+    def failure(self, cycle: Cycle, code: int) -> str | None:
+        tenants = self._tenants(cycle, code)
+        if not tenants or cycle.spec.project_id in tenants:
+            return None
+        return f"the host's aggregates are reserved for projects {sorted(tenants)}"
 
 
-class AggregateImagePropertiesIsolation(HostFilter):
+class AggregateImagePropertiesIsolation(AggregateSetFilter):
     """Aggregate metadata keys that are also image properties must list the image's value
     (optionally only keys under ``aggregate_image_properties_isolation_namespace``)."""
-
-    run_filter_once_per_request = True
 
     def applies(self, cycle: Cycle) -> bool:
         return bool(cycle.spec.image_properties)
 
-    def _failure(self, cycle: Cycle, code: int) -> str | None:
+    def failure(self, cycle: Cycle, code: int) -> str | None:
         options = self.settings.filter_scheduler
         namespace = options.aggregate_image_properties_isolation_namespace
         prefix = f"{namespace}{options.aggregate_image_properties_isolation_separator}"
@@ -104,31 +101,13 @@ class AggregateImagePropertiesIsolation(HostFilter):
                 return f"image property {key}={prop!r} is not in the aggregate's {sorted(allowed)}"
         return None
 
-    def passes(self, cycle: Cycle, pos: IntArray) -> BoolArray:
-        return cycle.per_aggregate_set(lambda code: self._failure(cycle, code) is None, pos)
 
-    def reason(self, cycle: Cycle, pos: int) -> str:
-        code = int(cycle.snapshot.aggregate_set[cycle.rows[pos]])
-        return self._failure(cycle, code) or super().reason(cycle, pos)
-
-
-class AggregateTypeAffinityFilter(HostFilter):
+class AggregateTypeAffinityFilter(AggregateSetFilter):
     """Hosts in aggregates with ``instance_type`` metadata only take those flavors."""
 
-    run_filter_once_per_request = True
-
-    def passes(self, cycle: Cycle, pos: IntArray) -> BoolArray:
+    def failure(self, cycle: Cycle, code: int) -> str | None:
         flavor = cycle.spec.flavor.name
-
-        def allowed(code: int) -> bool:
-            values = cycle.snapshot.aggregate_values(code, "instance_type")
-            if any(flavor in [x.strip() for x in v.split(",")] for v in values):
-                return True
-            return not values
-
-        return cycle.per_aggregate_set(allowed, pos)
-
-    def reason(self, cycle: Cycle, pos: int) -> str:
-        code = int(cycle.snapshot.aggregate_set[cycle.rows[pos]])
-        values = sorted(cycle.snapshot.aggregate_values(code, "instance_type"))
-        return f"the host's aggregates only take flavors {values}"
+        values = cycle.snapshot.aggregate_values(code, "instance_type")
+        if not values or any(flavor in [x.strip() for x in v.split(",")] for v in values):
+            return None
+        return f"the host's aggregates only take flavors {sorted(values)}"
