@@ -26,7 +26,6 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +49,7 @@ from allotment.placement.store.tables import (
     resource_provider_traits,
     resource_providers,
 )
+from serve import allotment_server
 
 # (total, reserved, allocation_ratio); --classes takes the first N (the queries use 3).
 FLAT_INVENTORY = {
@@ -234,44 +234,8 @@ def server_memory_mb(pid: int) -> dict[str, float]:
 
 @contextmanager
 def serving(folder: Path) -> Iterator[tuple[str, int]]:
-    port = 38000 + os.getpid() % 1000
-    log_file = (folder / "server.log").open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "allotment.cli",
-            "serve",
-            "--auth",
-            "noauth",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--database-url",
-            f"sqlite:///{folder / 'db.sqlite'}",
-            "--state-dir",
-            str(folder / "state"),
-        ],
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                requests.get(url + "/", timeout=2)
-                break
-            except requests.ConnectionError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((folder / "server.log").read_text()[-2000:]) from None
-                time.sleep(0.2)
-        yield url, process.pid
-    finally:
-        process.terminate()
-        process.wait(30)
-        log_file.close()
+    with allotment_server(folder / "db.sqlite", folder, 38000 + os.getpid() % 1000) as served:
+        yield served
 
 
 def http_get(session: requests.Session, url: str, params: list[tuple[str, str]]) -> Any:

@@ -41,7 +41,6 @@ import random
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -67,6 +66,7 @@ from allotment.placement.store.tables import (
 from allotment.scheduler import store as host_store
 from allotment.scheduler.records import Aggregate, HostRecord, HostReport, InstanceInfo
 from allotment.scheduler.request import parse_request_spec
+from serve import allotment_server
 
 # pCPUs, RAM MB, disk GB, share of hosts.
 HOST_SHAPES = [(32, 262144, 960, 0.3), (64, 524288, 1920, 0.5), (96, 786432, 3840, 0.2)]
@@ -449,45 +449,13 @@ def concurrently(call: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_http(db: Path, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
-    port = args.port
-    env = {
-        **os.environ,
-        "ALLOTMENT_DATABASE__SQLITE_SYNCHRONOUS": "FULL",
-        "ALLOTMENT_LOGGING__LEVEL": "WARNING",
-    }
-    log_file = (folder / "serve.log").open("wb")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "allotment.cli",
-            "serve",
-            "--auth",
-            "noauth",
-            "--port",
-            str(port),
-            "--database-url",
-            f"sqlite:///{db}",
-            "--state-dir",
-            str(folder / "state"),
-        ],
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}/scheduler/v1/select_destinations"
+    env = {"ALLOTMENT_DATABASE__SQLITE_SYNCHRONOUS": "FULL", "ALLOTMENT_LOGGING__LEVEL": "WARNING"}
     headers = {"x-auth-token": "admin"}
-    try:
-        client = httpx.Client(timeout=120, trust_env=False)
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                client.get(f"http://127.0.0.1:{port}/")
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError((folder / "serve.log").read_text()[-3000:]) from None
-                time.sleep(0.2)
+    with (
+        allotment_server(db, folder, args.port, env) as (base, _),
+        httpx.Client(timeout=120, trust_env=False) as client,
+    ):
+        url = f"{base}/scheduler/v1/select_destinations"
         out: dict[str, Any] = {}
         for variant in args.variants.split(","):
             spec = spec_body(variant)
@@ -518,10 +486,6 @@ def run_http(db: Path, folder: Path, args: argparse.Namespace) -> dict[str, Any]
                 log(f"HTTP       {variant:5s} {args.clients} clients {results['batch_concurrent']}")
             out[variant] = results
         return out
-    finally:
-        server.terminate()
-        server.wait(30)
-        log_file.close()
 
 
 def main() -> None:

@@ -23,51 +23,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import requests
+from serve import allotment_server
 
 QUERIES = ("basic", "required_avx2_member_of_agg_a", "limit_10")
 
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes] | None, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            requests.get(url + "/", timeout=2, headers={"x-auth-token": "admin"})
-            return
-        except requests.ConnectionError:
-            if (process is not None and process.poll() is not None) or time.monotonic() > deadline:
-                raise RuntimeError(f"{url} did not start") from None
-            time.sleep(0.2)
-
-
-def start_allotment(folder: Path, port: int) -> tuple[subprocess.Popen[bytes], int]:
-    log_file = (folder / "server.log").open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "allotment.cli",
-            "serve",
-            "--auth",
-            "noauth",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--database-url",
-            f"sqlite:///{folder / 'db.sqlite'}",
-            "--state-dir",
-            str(folder / "state"),
-        ],
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
-    wait_ready(f"http://127.0.0.1:{port}", process)
-    return process, process.pid
 
 
 def start_openstack(tools: Path, folder: Path, port: int) -> int:
@@ -169,12 +131,9 @@ def main(argv: list[str] | None = None) -> int:
             folder = Path(tmp)
             (folder / "allotment").mkdir()
             log(f"{n} providers: allotment")
-            process, pid = start_allotment(folder / "allotment", args.port)
-            try:
-                ours = bench(tools, f"http://127.0.0.1:{args.port}", pid, args, "allotment")
-            finally:
-                stop(pid)
-                process.wait(30)
+            ours_dir = folder / "allotment"
+            with allotment_server(ours_dir / "db.sqlite", ours_dir, args.port) as (url, pid):
+                ours = bench(tools, url, pid, args, "allotment")
             log(f"{n} providers: OpenStack Placement 16")
             real = start_openstack(tools, folder / "openstack", args.port + 1)
             try:
