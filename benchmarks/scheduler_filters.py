@@ -42,8 +42,8 @@ import numpy as np
 
 from allotment.config import load_settings
 from allotment.context import RequestContext
-from allotment.scheduler.cycle import Candidates
 from allotment.scheduler.pipeline import Pipeline
+from allotment.scheduler.placement import Candidates
 from allotment.scheduler.records import Aggregate, HostRecord, HostReport, InstanceInfo
 from allotment.scheduler.request import RequestSpec, parse_request_spec
 from allotment.scheduler.snapshot import HostSnapshot

@@ -21,9 +21,9 @@ import httpx
 from allotment import errors
 from allotment.client.http import HttpTransport, error_code, error_detail
 from allotment.context import RequestContext
-from allotment.scheduler.cycle import Candidates
 from allotment.scheduler.placement import (
     AllocationRequest,
+    Candidates,
     Claim,
     ClaimConflict,
     ConstraintCount,

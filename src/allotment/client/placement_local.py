@@ -23,9 +23,9 @@ from allotment.placement.candidates import CandidateSet
 from allotment.placement.model import CandidateRequest, ConsumerWrite
 from allotment.placement.model import RequestGroup as PlacementGroup
 from allotment.placement.service import PlacementService
-from allotment.scheduler.cycle import Candidates
 from allotment.scheduler.placement import (
     AllocationRequest,
+    Candidates,
     Claim,
     ClaimConflict,
     ConstraintCount,

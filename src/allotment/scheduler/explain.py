@@ -31,6 +31,9 @@ class Stage:
     instance: int = 0
     # What the stage did or why: e.g. {"member_of": [...]} or per-resource-class counts.
     detail: dict[str, Any] = field(default_factory=dict)
+    # For a host filter: how many hosts it rejected per reason code (Nomad's per-reason
+    # failure counts), e.g. {"down": 120, "disabled": 180}.
+    reasons: dict[str, int] | None = None
 
     @property
     def removed(self) -> int:
@@ -45,6 +48,8 @@ class Stage:
             out["after"] = self.after
         if self.instance:
             out["instance"] = self.instance
+        if self.reasons is not None:
+            out["reasons"] = self.reasons
         if self.detail:
             out["detail"] = self.detail
         return out
@@ -86,9 +91,10 @@ class Funnel:
         after: int | None = None,
         *,
         instance: int = 0,
+        reasons: dict[str, int] | None = None,
         **detail: Any,
     ) -> Stage:
-        stage = Stage(name, kind, before, after, instance, detail)
+        stage = Stage(name, kind, before, after, instance, detail, reasons)
         self.stages.append(stage)
         return stage
 

@@ -37,7 +37,8 @@ from allotment import errors
 from allotment.config import Settings
 from allotment.context import RequestContext
 from allotment.log import REQUEST_ID
-from allotment.scheduler.cycle import Cycle, HostChoice, Prepared
+from allotment.scheduler.cycle.driver import Cycle, PreparedRequest
+from allotment.scheduler.cycle.ranking import HostChoice
 from allotment.scheduler.explain import Explanation
 from allotment.scheduler.host_manager import HostManager
 from allotment.scheduler.pipeline import Pipeline
@@ -185,7 +186,6 @@ class SchedulerManager:
         self.placement = placement
         self.clock = clock
         self.rng = rng or random.Random()
-        self._numa_limits = "NUMATopologyFilter" in {f.name for f in pipeline.filters}
         # One request at a time from the query to the claim, when that never costs a
         # round trip (see PlacementClient.sees_own_claims).
         self._deciding: contextlib.AbstractContextManager[object] = (
@@ -285,7 +285,7 @@ class SchedulerManager:
                 "Policy does not allow select_destinations: needs the admin or service role."
             )
 
-    def _offer(self, ctx: RequestContext, prepared: Prepared) -> Offer:
+    def _offer(self, ctx: RequestContext, prepared: PreparedRequest) -> Offer:
         """Allocation candidates for the request; an explained NoValidHost when there are
         none."""
         request = prepared.resources
@@ -352,7 +352,11 @@ class SchedulerManager:
         raise cycle.no_valid_host()
 
     def _start(
-        self, ctx: RequestContext, prepared: Prepared, snapshot: HostSnapshot, uuids: list[str]
+        self,
+        ctx: RequestContext,
+        prepared: PreparedRequest,
+        snapshot: HostSnapshot,
+        uuids: list[str],
     ) -> Decision:
         """Placement's offer, and a cycle over it for the request's instances."""
         offer = self._offer(ctx, prepared)
@@ -371,7 +375,11 @@ class SchedulerManager:
         return pick
 
     def _decide(
-        self, ctx: RequestContext, prepared: Prepared, snapshot: HostSnapshot, uuids: list[str]
+        self,
+        ctx: RequestContext,
+        prepared: PreparedRequest,
+        snapshot: HostSnapshot,
+        uuids: list[str],
     ) -> Decision:
         decision = self._start(ctx, prepared, snapshot, uuids)
         for uuid in uuids:
@@ -389,7 +397,7 @@ class SchedulerManager:
     def _decide_and_claim(
         self,
         ctx: RequestContext,
-        prepared: Prepared,
+        prepared: PreparedRequest,
         snapshot: HostSnapshot,
         uuids: list[str],
         user_id: str,
@@ -416,7 +424,7 @@ class SchedulerManager:
     def _claim_one_by_one(
         self,
         ctx: RequestContext,
-        prepared: Prepared,
+        prepared: PreparedRequest,
         snapshot: HostSnapshot,
         uuids: list[str],
         user_id: str,
@@ -470,25 +478,13 @@ class SchedulerManager:
 
     # -- answering ------------------------------------------------------------------------
 
-    def _limits(self, decision: Decision, choice: HostChoice) -> dict[str, Any]:
-        """Nova's Selection.limits: what NUMATopologyFilter set for the host."""
-        if not self._numa_limits or decision.cycle.numa_request is None:
-            return {}
-        report = decision.cycle.record(choice.position).report
-        return {
-            "numa_topology": {
-                "cpu_allocation_ratio": report.cpu_allocation_ratio,
-                "ram_allocation_ratio": report.ram_allocation_ratio,
-            }
-        }
-
     def _selection(self, decision: Decision, choice: HostChoice, request: int) -> Selection:
         return Selection(
             host=choice.host,
             nodename=choice.nodename,
             compute_node_uuid=choice.compute_node_uuid,
             allocation_request=decision.ledger.request(request),
-            limits=self._limits(decision, choice),
+            limits=decision.cycle.limits(choice.position),
         )
 
     def _selections(self, decision: Decision, return_alternates: bool) -> list[list[Selection]]:

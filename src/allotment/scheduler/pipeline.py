@@ -15,6 +15,7 @@ explanation built from it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -25,16 +26,16 @@ from allotment.config import Settings
 from allotment.context import RequestContext
 from allotment.errors import NoValidHost
 from allotment.scheduler import plugins
-from allotment.scheduler.cycle import Candidates, Cycle, Prepared
+from allotment.scheduler.cycle.driver import Cycle, PreparedRequest
 from allotment.scheduler.explain import Explanation, Funnel
-from allotment.scheduler.filters.base import HostFilter
+from allotment.scheduler.framework import HostFilter, HostWeigher, build_options
 from allotment.scheduler.numa import numa_request
 from allotment.scheduler.pci import pci_requests
+from allotment.scheduler.placement import Candidates
 from allotment.scheduler.request import RequestSpec
 from allotment.scheduler.request_filters import RequestFilter, RequestFilterFailed
 from allotment.scheduler.resource_request import ResourceRequest, apply_destination
 from allotment.scheduler.snapshot import HostSnapshot
-from allotment.scheduler.weighers.base import HostWeigher
 
 LOG = logging.getLogger(__name__)
 
@@ -81,14 +82,20 @@ class Pipeline:
             HostWeigher,
             "[filter_scheduler] weight_classes",
         )
+
+        def read(path: str) -> Any:
+            return functools.reduce(getattr, path.split("."), settings)
+
         return cls(
             settings,
             [c(settings) for c in request_filters],
-            [c(settings) for c in filters],
-            [c(settings) for c in weighers],
+            [c(build_options(c.options_type, read)) for c in filters],
+            [c(build_options(c.options_type, read)) for c in weighers],
         )
 
-    def prepare(self, ctx: RequestContext, spec: RequestSpec, snapshot: HostSnapshot) -> Prepared:
+    def prepare(
+        self, ctx: RequestContext, spec: RequestSpec, snapshot: HostSnapshot
+    ) -> PreparedRequest:
         """Translate the request and run the request filters: the placement query is
         ``prepared.resources``. Raises InvalidInput for a malformed flavor/image and an
         explained NoValidHost when a request filter rules every host out."""
@@ -107,11 +114,11 @@ class Pipeline:
                     summary, explanation=Explanation(summary, funnel).to_dict()
                 ) from None
         apply_destination(resources, spec, snapshot, funnel)
-        return Prepared(spec, resources, numa, pci, funnel)
+        return PreparedRequest(spec, resources, numa, pci, funnel)
 
     def start(
         self,
-        prepared: Prepared,
+        prepared: PreparedRequest,
         snapshot: HostSnapshot,
         candidates: Candidates,
         instance_uuids: Sequence[str] = (),
@@ -134,7 +141,7 @@ class Pipeline:
 
     @staticmethod
     def placement_failed(
-        prepared: Prepared, summary: str, *, before: int | None = None, **detail: Any
+        prepared: PreparedRequest, summary: str, *, before: int | None = None, **detail: Any
     ) -> NoValidHost:
         """The NoValidHost for "placement returned no candidates" (or could not be asked):
         ``before`` is how many providers placement considered, ``detail`` which resource

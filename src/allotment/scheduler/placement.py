@@ -17,15 +17,49 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+import numpy as np
+
 from allotment.context import RequestContext
 from allotment.errors import AllotmentError
-from allotment.scheduler.cycle import Candidates
 from allotment.scheduler.resource_request import ResourceRequest
+from allotment.scheduler.snapshot import FloatArray
 
 # The allocation-request format the selections carry (upstream's, as of this microversion).
 ALLOCATION_REQUEST_VERSION = "1.39"
 # Placement consumer type of the claims (microversion 1.38).
 INSTANCE_CONSUMER_TYPE = "INSTANCE"
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """What placement offered, by root provider (compute node) uuid, with the free
+    resources the RAM / CPU / disk weighers read, aligned by position."""
+
+    uuids: Sequence[str]
+    free_ram_mb: FloatArray
+    free_disk_mb: FloatArray
+    free_vcpus: FloatArray
+
+    @classmethod
+    def from_provider_summaries(cls, summaries: Mapping[str, Mapping[str, Any]]) -> Candidates:
+        """From ``GET /allocation_candidates`` provider summaries: each root's free
+        VCPU / MEMORY_MB / DISK_GB summed over its tree (capacity - used)."""
+        roots: list[str] = []
+        free: dict[str, dict[str, float]] = {}
+        for uuid, summary in summaries.items():
+            root = summary.get("root_provider_uuid") or uuid
+            if root not in free:
+                roots.append(root)
+                free[root] = {"VCPU": 0.0, "MEMORY_MB": 0.0, "DISK_GB": 0.0}
+            for rc, usage in summary.get("resources", {}).items():
+                if rc in free[root]:
+                    free[root][rc] += usage["capacity"] - usage["used"]
+        return cls(
+            uuids=roots,
+            free_ram_mb=np.array([free[r]["MEMORY_MB"] for r in roots], np.float64),
+            free_disk_mb=np.array([free[r]["DISK_GB"] * 1024 for r in roots], np.float64),
+            free_vcpus=np.array([free[r]["VCPU"] for r in roots], np.float64),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,9 @@ import numpy as np
 from allotment.config import Settings, load_settings
 from allotment.context import RequestContext
 from allotment.errors import NoValidHost
-from allotment.scheduler.cycle import Candidates, Cycle
+from allotment.scheduler.cycle.driver import Cycle
 from allotment.scheduler.pipeline import Pipeline
+from allotment.scheduler.placement import Candidates
 from allotment.scheduler.records import Aggregate, HostRecord, HostReport, InstanceInfo
 from allotment.scheduler.request import parse_request_spec
 from allotment.scheduler.snapshot import HostSnapshot

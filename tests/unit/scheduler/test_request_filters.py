@@ -8,12 +8,12 @@ import pytest
 
 from allotment.context import RequestContext
 from allotment.errors import NoValidHost
-from allotment.scheduler.cycle import Prepared
+from allotment.scheduler.cycle.driver import PreparedRequest
 from allotment.scheduler.request import parse_request_spec
 from tests.unit.scheduler.helpers import Cloud, spec
 
 
-def prepare(cloud: Cloud, body: dict[str, Any]) -> Prepared:
+def prepare(cloud: Cloud, body: dict[str, Any]) -> PreparedRequest:
     pipeline = cloud.pipeline()
     return pipeline.prepare(RequestContext.internal(), parse_request_spec(body), cloud.snapshot())
 

@@ -8,21 +8,17 @@ Nova's extra-spec operators. Each spec is evaluated once per distinct host value
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from allotment.scheduler.filters import host_attributes as attrs
-from allotment.scheduler.filters.base import HostFilter
 from allotment.scheduler.filters.extra_specs_ops import match
-from allotment.scheduler.records import HostRecord
-from allotment.scheduler.snapshot import BoolArray, IntArray
+from allotment.scheduler.framework import BoolArray, HostFilter, HostRecord, HostView, IntArray
 
-if TYPE_CHECKING:
-    from allotment.scheduler.cycle import Cycle
+# (extra spec key, attribute path, requirement, scoped)
+_Spec = tuple[str, list[str], str, bool]
 
 
-def _specs(extra_specs: dict[str, str]) -> list[tuple[str, list[str], str, bool]]:
+def _specs(extra_specs: dict[str, str]) -> list[_Spec]:
     """(extra spec key, attribute path, requirement, scoped) for the specs this filter
     reads; ``hw:maxphysaddr_bits`` becomes a capability check as in Nova."""
     found = []
@@ -40,22 +36,29 @@ def _specs(extra_specs: dict[str, str]) -> list[tuple[str, list[str], str, bool]
 
 class ComputeCapabilitiesFilter(HostFilter):
     run_filter_once_per_request = True
+    reason_code = "capabilities"
 
-    def applies(self, cycle: Cycle) -> bool:
-        return bool(_specs(cycle.spec.extra_specs))
+    def prepare(self, view: HostView) -> bool:
+        specs = _specs(view.spec.extra_specs)
+        view.state.write(self.name, specs)
+        return bool(specs)
 
-    def passes(self, cycle: Cycle, pos: IntArray) -> BoolArray:
+    def _specs(self, view: HostView) -> list[_Spec]:
+        specs: list[_Spec] = view.state.read(self.name, list)
+        return specs
+
+    def passes(self, view: HostView, pos: IntArray) -> BoolArray:
         ok = np.ones(len(pos), np.bool_)
-        for _, path, req, scoped in _specs(cycle.spec.extra_specs):
-            ok &= self._check(cycle, pos, path, req, scoped)
+        for _, path, req, scoped in self._specs(view):
+            ok &= self._check(view, pos, path, req, scoped)
         return ok
 
     def _check(
-        self, cycle: Cycle, pos: IntArray, path: list[str], req: str, scoped: bool
+        self, view: HostView, pos: IntArray, path: list[str], req: str, scoped: bool
     ) -> BoolArray:
         head = path[0]
         if head in attrs.DYNAMIC:
-            values = [attrs.lookup(cycle, int(p), path) for p in pos.tolist()]
+            values = [attrs.lookup(view, int(p), path) for p in pos.tolist()]
             return np.fromiter(
                 (v is not None and match(str(v), req) for v in values), np.bool_, len(pos)
             )
@@ -73,12 +76,12 @@ class ComputeCapabilitiesFilter(HostFilter):
                 return True
             return value is not None and match(value, req)
 
-        return cycle.per_value(("capability", tuple(path), scoped), read, evaluate, pos)
+        return view.per_value(("capability", tuple(path), scoped), read, evaluate, pos)
 
-    def reason(self, cycle: Cycle, pos: int) -> str:
+    def reason(self, view: HostView, pos: int) -> str:
         at = np.array([pos])
-        for key, path, req, scoped in _specs(cycle.spec.extra_specs):
-            if not self._check(cycle, at, path, req, scoped)[0]:
-                value = attrs.lookup(cycle, pos, path)
+        for key, path, req, scoped in self._specs(view):
+            if not self._check(view, at, path, req, scoped)[0]:
+                value = attrs.lookup(view, pos, path)
                 return f"extra spec {key}={req!r} does not match the host's {value!r}"
-        return super().reason(cycle, pos)
+        return super().reason(view, pos)

@@ -2,40 +2,47 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import numpy as np
 
-from allotment.scheduler.filters.base import HostFilter
-from allotment.scheduler.snapshot import BoolArray, IntArray
+from allotment.scheduler.framework import (
+    BoolArray,
+    HostFilter,
+    HostView,
+    IntArray,
+    Verdict,
+    setting,
+)
 
-if TYPE_CHECKING:
-    from allotment.scheduler.cycle import Cycle
+
+@dataclass(frozen=True, slots=True)
+class ComputeOptions:
+    service_down_time: float = setting("scheduler.service_down_time")
 
 
 class ComputeFilter(HostFilter):
     """Hosts that are not disabled and have reported within ``[scheduler]
     service_down_time`` seconds."""
 
+    options_type = ComputeOptions
+    options: ComputeOptions
     run_filter_once_per_request = True
 
-    def passes(self, cycle: Cycle, pos: IntArray) -> BoolArray:
-        rows = cycle.rows[pos]
-        snap = cycle.snapshot
-        down_time = self.settings.scheduler.service_down_time
-        up = np.abs(cycle.now - snap.heartbeat[rows]) <= down_time
-        result: BoolArray = ~snap.disabled[rows] & up
-        return result
+    def passes(self, view: HostView, pos: IntArray) -> Verdict:
+        up = np.abs(view.now - view.column("heartbeat", pos)) <= self.options.service_down_time
+        disabled: BoolArray = view.column("disabled", pos)
+        return Verdict(~disabled & up, {"disabled": disabled, "down": ~up})
 
-    def reason(self, cycle: Cycle, pos: int) -> str:
-        record = cycle.record(pos)
+    def reason(self, view: HostView, pos: int) -> str:
+        record = view.record(pos)
         if record.report.disabled:
             why = record.report.disabled_reason or "no reason given"
             return f"compute service is disabled ({why})"
-        age = cycle.now - record.heartbeat
+        age = view.now - record.heartbeat
         return (
             f"not heard from for {age:.0f} s (service_down_time is "
-            f"{self.settings.scheduler.service_down_time:.0f} s)"
+            f"{self.options.service_down_time:.0f} s)"
         )
 
 
@@ -44,5 +51,5 @@ class AllHostsFilter(HostFilter):
 
     run_filter_once_per_request = True
 
-    def passes(self, cycle: Cycle, pos: IntArray) -> BoolArray:
+    def passes(self, view: HostView, pos: IntArray) -> BoolArray:
         return np.ones(len(pos), np.bool_)

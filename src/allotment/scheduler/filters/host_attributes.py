@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from allotment.scheduler.records import HostRecord
-
-if TYPE_CHECKING:
-    from allotment.scheduler.cycle import Cycle
+from allotment.scheduler.framework import HostRecord, HostView
 
 STATIC: dict[str, Callable[[HostRecord], Any]] = {
     "host": lambda r: r.host,
@@ -31,7 +28,7 @@ STATIC: dict[str, Callable[[HostRecord], Any]] = {
     "ram_allocation_ratio": lambda r: r.report.ram_allocation_ratio,
 }
 
-DYNAMIC: dict[str, Callable[[Cycle, int], Any]] = {
+DYNAMIC: dict[str, Callable[[HostView, int], Any]] = {
     "free_ram_mb": lambda c, p: int(c.free_ram_mb[p]),
     "free_disk_mb": lambda c, p: int(c.free_disk_mb[p]),
     "num_instances": lambda c, p: int(c.num_instances[p]),
@@ -67,9 +64,9 @@ def first_level(record: HostRecord, name: str) -> Any:
     return value
 
 
-def lookup(cycle: Cycle, pos: int, path: Sequence[str]) -> Any:
+def lookup(view: HostView, pos: int, path: Sequence[str]) -> Any:
     """The value at ``path`` for the host at ``pos`` (dynamic attributes included)."""
     head, rest = path[0], path[1:]
     if head in DYNAMIC:
-        return walk(DYNAMIC[head](cycle, pos), rest)
-    return walk(first_level(cycle.record(pos), head), rest)
+        return walk(DYNAMIC[head](view, pos), rest)
+    return walk(first_level(view.record(pos), head), rest)

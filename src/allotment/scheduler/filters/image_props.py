@@ -9,15 +9,20 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 from allotment.errors import InvalidInput
-from allotment.scheduler.filters.base import HostFilter
-from allotment.scheduler.records import HostRecord
-from allotment.scheduler.snapshot import BoolArray, IntArray
-
-if TYPE_CHECKING:
-    from allotment.scheduler.cycle import Cycle
+from allotment.scheduler.framework import (
+    HostFilter,
+    HostRecord,
+    HostView,
+    IntArray,
+    Verdict,
+    setting,
+)
 
 _ARCH_ALIASES = {"i386": "i686", "i486": "i686", "i586": "i686", "x86_32": "i686"}
 _ARCH_ALIASES |= {"x86_32p": "i686", "amd64": "x86_64"}
@@ -86,27 +91,50 @@ def version_satisfies(predicate: str, version: str) -> bool:
     return True
 
 
-class ImagePropertiesFilter(HostFilter):
-    run_filter_once_per_request = True
+# Why a host fails, by how far its best supported-instance triple got through the checks.
+_FAILURES = (
+    "",
+    "image_arch",
+    "image_hv_type",
+    "image_vm_mode",
+    "image_hv_version",
+    "image_maxphysaddr",
+)
 
-    def _wanted(
-        self, cycle: Cycle
-    ) -> tuple[tuple[str | None, str | None, str | None], dict[str, Any]]:
-        props = cycle.spec.image_properties
-        default_arch = self.settings.filter_scheduler.image_properties_default_architecture
-        checked = (
-            canonical_arch(props.get("hw_architecture", default_arch)),
+Wanted = tuple[str | None, str | None, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePropertiesOptions:
+    default_architecture: str | None = setting(
+        "filter_scheduler.image_properties_default_architecture"
+    )
+
+
+class ImagePropertiesFilter(HostFilter):
+    options_type = ImagePropertiesOptions
+    options: ImagePropertiesOptions
+    run_filter_once_per_request = True
+    reason_code = "image_props"
+
+    def prepare(self, view: HostView) -> bool:
+        props = view.spec.image_properties
+        checked: Wanted = (
+            canonical_arch(props.get("hw_architecture", self.options.default_architecture)),
             canonical_hv_type(props.get("img_hv_type")),
             canonical_vm_mode(props.get("hw_vm_mode")),
         )
-        return checked, props
-
-    def applies(self, cycle: Cycle) -> bool:
-        checked, _ = self._wanted(cycle)
+        view.state.write(self.name, checked)
         return any(checked)
 
-    def passes(self, cycle: Cycle, pos: IntArray) -> BoolArray:
-        checked, props = self._wanted(cycle)
+    def _wanted(self, view: HostView) -> Wanted:
+        """(architecture, hypervisor type, VM mode) the image needs, from ``prepare``."""
+        checked: Wanted = view.state.read(self.name, tuple)
+        return checked
+
+    def passes(self, view: HostView, pos: IntArray) -> Verdict:
+        checked = self._wanted(view)
+        props = view.spec.image_properties
         requested_version = props.get("img_hv_requested_version")
         bits_required = props.get("hw_maxphysaddr_bits")
 
@@ -119,28 +147,35 @@ class ImagePropertiesFilter(HostFilter):
                 bits,
             )
 
-        def evaluate(found: tuple[Any, ...]) -> bool:
+        def evaluate(found: tuple[Any, ...]) -> int:
+            # 0 when some triple passes every check, else the failure of the triple that
+            # got furthest (an index into _FAILURES).
             supported, version, bits = found
+            furthest = 1
             for triple in supported:
-                if any(p and p not in triple for p in checked):
-                    continue
-                if (
-                    version
-                    and requested_version
-                    and not version_satisfies(
-                        str(requested_version), hypervisor_version_text(version)
-                    )
-                ):
-                    continue
-                if bits_required and bits and int(bits) < int(bits_required):
-                    continue
-                return True
-            return False
+                step = next(
+                    (i for i, p in enumerate(checked) if p and p not in triple), len(checked)
+                )
+                if step == len(checked):
+                    if (
+                        version
+                        and requested_version
+                        and not version_satisfies(
+                            str(requested_version), hypervisor_version_text(version)
+                        )
+                    ):
+                        step = 3
+                    elif bits_required and bits and int(bits) < int(bits_required):
+                        step = 4
+                    else:
+                        return 0
+                furthest = max(furthest, step + 1)
+            return furthest
 
-        return cycle.per_value("image_props", read, evaluate, pos)
+        codes = view.per_value("image_props", read, evaluate, pos, np.int64)
+        return Verdict.from_codes(codes, _FAILURES)
 
-    def reason(self, cycle: Cycle, pos: int) -> str:
-        checked, _ = self._wanted(cycle)
-        wanted = "/".join(p or "*" for p in checked)
-        supported = cycle.record(pos).report.supported_instances
+    def reason(self, view: HostView, pos: int) -> str:
+        wanted = "/".join(p or "*" for p in self._wanted(view))
+        supported = view.record(pos).report.supported_instances
         return f"image needs {wanted}; host supports {[list(s) for s in supported]}"

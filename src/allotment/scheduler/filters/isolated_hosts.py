@@ -4,35 +4,40 @@ else."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import numpy as np
 
-from allotment.scheduler.filters.base import HostFilter
-from allotment.scheduler.snapshot import BoolArray, IntArray
+from allotment.scheduler.framework import BoolArray, HostFilter, HostView, IntArray, setting
 
-if TYPE_CHECKING:
-    from allotment.scheduler.cycle import Cycle
+
+@dataclass(frozen=True, slots=True)
+class IsolatedHostsOptions:
+    isolated_hosts: list[str] = setting("filter_scheduler.isolated_hosts")
+    isolated_images: list[str] = setting("filter_scheduler.isolated_images")
+    restrict: bool = setting("filter_scheduler.restrict_isolated_hosts_to_isolated_images")
 
 
 class IsolatedHostsFilter(HostFilter):
+    options_type = IsolatedHostsOptions
+    options: IsolatedHostsOptions
     run_filter_once_per_request = True
+    reason_code = "isolation"
 
-    def _host_isolated(self, cycle: Cycle, pos: IntArray) -> BoolArray:
-        isolated = set(self.settings.filter_scheduler.isolated_hosts)
-        names = cycle.snapshot.hosts
-        return np.fromiter((names[r] in isolated for r in cycle.rows[pos]), np.bool_, len(pos))
+    def _host_isolated(self, view: HostView, pos: IntArray) -> BoolArray:
+        isolated = set(self.options.isolated_hosts)
+        return np.fromiter((n in isolated for n in view.host_names(pos)), np.bool_, len(pos))
 
-    def passes(self, cycle: Cycle, pos: IntArray) -> BoolArray:
-        options = self.settings.filter_scheduler
-        restrict = options.restrict_isolated_hosts_to_isolated_images
+    def passes(self, view: HostView, pos: IntArray) -> BoolArray:
+        options = self.options
+        restrict = options.restrict
         if not options.isolated_images:
             if not restrict:
                 return np.ones(len(pos), np.bool_)
-            return ~self._host_isolated(cycle, pos)
-        image = cycle.spec.image
+            return ~self._host_isolated(view, pos)
+        image = view.spec.image
         image_isolated = image is not None and image.id in options.isolated_images
-        host_isolated = self._host_isolated(cycle, pos)
+        host_isolated = self._host_isolated(view, pos)
         if restrict:
             result: BoolArray = host_isolated == image_isolated
             return result
@@ -40,7 +45,7 @@ class IsolatedHostsFilter(HostFilter):
             return np.ones(len(pos), np.bool_)
         return host_isolated
 
-    def reason(self, cycle: Cycle, pos: int) -> str:
-        if cycle.host(pos) in self.settings.filter_scheduler.isolated_hosts:
+    def reason(self, view: HostView, pos: int) -> str:
+        if view.host(pos) in self.options.isolated_hosts:
             return "the host is isolated and the image is not one of the isolated images"
         return "the image is isolated and the host is not one of the isolated hosts"

@@ -8,18 +8,13 @@ from __future__ import annotations
 import json
 import operator
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from allotment.errors import InvalidInput
 from allotment.scheduler.filters import host_attributes as attrs
-from allotment.scheduler.filters.base import HostFilter
-from allotment.scheduler.records import HostRecord
-from allotment.scheduler.snapshot import BoolArray, IntArray
-
-if TYPE_CHECKING:
-    from allotment.scheduler.cycle import Cycle
+from allotment.scheduler.framework import BoolArray, HostFilter, HostRecord, HostView, IntArray
 
 Lookup = Callable[[list[str]], Any]
 
@@ -96,33 +91,39 @@ def _validate(query: Any) -> None:
             _validate(item)
 
 
+def _parse(raw: Any) -> Any:
+    try:
+        query = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        raise InvalidInput("Scheduler hint 'query' is not valid JSON") from None
+    _validate(query)
+    return query
+
+
 class JsonFilter(HostFilter):
     vectorized = False
+    reason_code = "query"
 
-    def _query(self, cycle: Cycle) -> Any:
-        raw = cycle.spec.hint("query")
-        try:
-            query = json.loads(raw) if isinstance(raw, str) else raw
-        except ValueError:
-            raise InvalidInput("Scheduler hint 'query' is not valid JSON") from None
-        _validate(query)
-        return query
+    def prepare(self, view: HostView) -> bool:
+        return bool(view.spec.hint("query"))
 
-    def applies(self, cycle: Cycle) -> bool:
-        return bool(cycle.spec.hint("query"))
+    def _query(self, view: HostView) -> Any:
+        """The parsed query, once per request (a malformed one fails the request only
+        when the filter runs, as in Nova)."""
+        return view.state.cached(self.name, lambda: _parse(view.spec.hint("query")))
 
-    def passes(self, cycle: Cycle, pos: IntArray) -> BoolArray:
-        query = self._query(cycle)
+    def passes(self, view: HostView, pos: IntArray) -> BoolArray:
+        query = self._query(view)
         names = _variables(query)
         if not names & attrs.DYNAMIC.keys():
-            return self._static(cycle, query, sorted(names), pos)
+            return self._static(view, query, sorted(names), pos)
 
         def host_passes(p: int) -> bool:
-            return _passes(query, lambda path: attrs.lookup(cycle, p, path))
+            return _passes(query, lambda path: attrs.lookup(view, p, path))
 
         return np.fromiter(map(host_passes, pos.tolist()), np.bool_, len(pos))
 
-    def _static(self, cycle: Cycle, query: Any, names: list[str], pos: IntArray) -> BoolArray:
+    def _static(self, view: HostView, query: Any, names: list[str], pos: IntArray) -> BoolArray:
         def read(record: HostRecord) -> str:
             # The referenced attributes, JSON-encoded so any value can be a lookup key.
             return json.dumps([attrs.first_level(record, n) for n in names], sort_keys=True)
@@ -131,7 +132,7 @@ class JsonFilter(HostFilter):
             values = dict(zip(names, json.loads(encoded), strict=True))
             return _passes(query, lambda path: attrs.walk(values.get(path[0]), path[1:]))
 
-        return cycle.per_value(("json", tuple(names)), read, evaluate, pos)
+        return view.per_value(("json", tuple(names)), read, evaluate, pos)
 
-    def reason(self, cycle: Cycle, pos: int) -> str:
-        return f"does not satisfy the query hint {cycle.spec.hint('query')}"
+    def reason(self, view: HostView, pos: int) -> str:
+        return f"does not satisfy the query hint {view.spec.hint('query')}"

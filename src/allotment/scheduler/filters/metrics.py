@@ -3,32 +3,34 @@ the MetricsWeigher never meets a missing one."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import numpy as np
 
 from allotment.config import parse_weight_setting
-from allotment.scheduler.filters.base import HostFilter
-from allotment.scheduler.snapshot import BoolArray, IntArray
+from allotment.scheduler.framework import BoolArray, HostFilter, HostView, IntArray, setting
 
-if TYPE_CHECKING:
-    from allotment.scheduler.cycle import Cycle
+
+@dataclass(frozen=True, slots=True)
+class MetricsOptions:
+    weight_setting: list[str] = setting("metrics.weight_setting")
 
 
 class MetricsFilter(HostFilter):
-    def _names(self) -> list[str]:
-        return sorted(
-            {name for name, _ in parse_weight_setting(self.settings.metrics.weight_setting)}
-        )
+    options_type = MetricsOptions
+    options: MetricsOptions
+    reason_code = "metrics_missing"
 
-    def passes(self, cycle: Cycle, pos: IntArray) -> BoolArray:
+    def _names(self) -> list[str]:
+        return sorted({name for name, _ in parse_weight_setting(self.options.weight_setting)})
+
+    def passes(self, view: HostView, pos: IntArray) -> BoolArray:
         ok = np.ones(len(pos), np.bool_)
-        rows = cycle.rows[pos]
         for name in self._names():
-            ok &= ~np.isnan(cycle.snapshot.metric(name)[rows])
+            ok &= ~np.isnan(view.metric(name, pos))
         return ok
 
-    def reason(self, cycle: Cycle, pos: int) -> str:
-        row = cycle.rows[pos]
-        missing = [n for n in self._names() if np.isnan(cycle.snapshot.metric(n)[row])]
+    def reason(self, view: HostView, pos: int) -> str:
+        at = np.array([pos])
+        missing = [n for n in self._names() if np.isnan(view.metric(n, at)[0])]
         return f"does not report metrics {missing}"

@@ -4,29 +4,35 @@ request."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
-from allotment.scheduler.snapshot import FloatArray, IntArray
-from allotment.scheduler.weighers.base import HostWeigher
+from allotment.scheduler.framework import FloatArray, HostView, HostWeigher, IntArray, setting
 
-if TYPE_CHECKING:
-    from allotment.scheduler.cycle import Cycle
+
+@dataclass(frozen=True, slots=True)
+class SoftAffinityOptions:
+    affinity_multiplier: float = setting("filter_scheduler.soft_affinity_weight_multiplier")
+    anti_affinity_multiplier: float = setting(
+        "filter_scheduler.soft_anti_affinity_weight_multiplier"
+    )
 
 
 class ServerGroupSoftAffinityWeigher(HostWeigher):
+    options_type = SoftAffinityOptions
+    options: SoftAffinityOptions
     multiplier_key = "soft_affinity_weight_multiplier"
     dynamic = True
     policy = "soft-affinity"
 
     def multiplier(self) -> float:
-        return self.settings.filter_scheduler.soft_affinity_weight_multiplier
+        return self.options.affinity_multiplier
 
-    def applies(self, cycle: Cycle) -> bool:
-        group = cycle.spec.instance_group
+    def prepare(self, view: HostView) -> bool:
+        group = view.spec.instance_group
         return group is not None and group.policy == self.policy
 
-    def weigh(self, cycle: Cycle, pos: IntArray) -> FloatArray:
-        return cycle.member_counts()[pos].astype(float)
+    def weigh(self, view: HostView, pos: IntArray) -> FloatArray:
+        return view.member_counts()[pos].astype(float)
 
 
 class ServerGroupSoftAntiAffinityWeigher(ServerGroupSoftAffinityWeigher):
@@ -34,7 +40,7 @@ class ServerGroupSoftAntiAffinityWeigher(ServerGroupSoftAffinityWeigher):
     policy = "soft-anti-affinity"
 
     def multiplier(self) -> float:
-        return self.settings.filter_scheduler.soft_anti_affinity_weight_multiplier
+        return self.options.anti_affinity_multiplier
 
-    def weigh(self, cycle: Cycle, pos: IntArray) -> FloatArray:
-        return -cycle.member_counts()[pos].astype(float)
+    def weigh(self, view: HostView, pos: IntArray) -> FloatArray:
+        return -view.member_counts()[pos].astype(float)

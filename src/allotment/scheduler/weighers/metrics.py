@@ -5,39 +5,51 @@ raises ComputeHostMetricNotFound; enable MetricsFilter to drop such hosts first.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import numpy as np
 
 from allotment.config import parse_weight_setting
-from allotment.scheduler.snapshot import FloatArray, IntArray
-from allotment.scheduler.weighers.base import HostWeigher, WeigherFailed
+from allotment.scheduler.framework import (
+    FloatArray,
+    HostView,
+    HostWeigher,
+    IntArray,
+    WeigherFailed,
+    setting,
+)
 
-if TYPE_CHECKING:
-    from allotment.scheduler.cycle import Cycle
+
+@dataclass(frozen=True, slots=True)
+class MetricsOptions:
+    multiplier: float = setting("metrics.weight_multiplier")
+    weight_setting: list[str] = setting("metrics.weight_setting")
+    required: bool = setting("metrics.required")
+    weight_of_unavailable: float = setting("metrics.weight_of_unavailable")
 
 
 class MetricsWeigher(HostWeigher):
+    options_type = MetricsOptions
+    options: MetricsOptions
     multiplier_key = "metrics_weight_multiplier"
 
     def multiplier(self) -> float:
-        return self.settings.metrics.weight_multiplier
+        return self.options.multiplier
 
-    def applies(self, cycle: Cycle) -> bool:
-        return bool(self.settings.metrics.weight_setting)
+    def prepare(self, view: HostView) -> bool:
+        return bool(self.options.weight_setting)
 
-    def weigh(self, cycle: Cycle, pos: IntArray) -> FloatArray:
-        options = self.settings.metrics
-        rows = cycle.rows[pos]
-        multiplier = cycle.multiplier(self)
+    def weigh(self, view: HostView, pos: IntArray) -> FloatArray:
+        options = self.options
+        multiplier = view.multiplier(self)
         multipliers = multiplier[pos] if isinstance(multiplier, np.ndarray) else multiplier
         total = np.zeros(len(pos))
         unavailable = np.zeros(len(pos), np.bool_)
         for name, ratio in parse_weight_setting(options.weight_setting):
-            values = cycle.snapshot.metric(name)[rows]
+            values = view.metric(name, pos)
             missing = np.isnan(values)
             if options.required and missing.any():
-                host = cycle.host(int(pos[int(np.flatnonzero(missing)[0])]))
+                host = view.host(int(pos[int(np.flatnonzero(missing)[0])]))
                 raise WeigherFailed(
                     f"host {host} does not report metric {name!r} and [metrics] required is "
                     "true; enable MetricsFilter or set [metrics] required = false"

@@ -1,0 +1,438 @@
+"""One scheduling cycle: the hosts placement offered for a request, filtered and weighed
+for each instance in turn, with each placed instance consumed from the hosts' state.
+
+This is Nova's ``_schedule`` loop without the claims: ``next_hosts`` does what
+``_get_sorted_hosts`` does (filters, weighers, ``host_subset_size``,
+``shuffle_best_same_weighed_hosts``), ``consume`` what ``_consume_selected_host`` does,
+``alternates`` what ``_get_alternate_hosts`` does. The caller owns claiming: it walks the
+returned ranking, claims in placement, and calls ``consume`` for the host that took it.
+
+The per-host state lives in the view (``cycle.view``), the weights in ``cycle.ranking``;
+filters report a reason code for each host they reject, tallied per filter in the funnel.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from allotment.config import Settings
+from allotment.errors import NoValidHost
+from allotment.scheduler import numa as numa_fit
+from allotment.scheduler import pci
+from allotment.scheduler.cycle.ranking import HostChoice, Ranking, Scores
+from allotment.scheduler.cycle.view import CycleView
+from allotment.scheduler.explain import CLOSEST_MISSES, Explanation, Funnel, Miss, Rejection
+from allotment.scheduler.framework import HostFilter, HostWeigher, Verdict, WeigherFailed
+from allotment.scheduler.numa import NumaRequest
+from allotment.scheduler.pci import PciRequest
+from allotment.scheduler.placement import Candidates
+from allotment.scheduler.request import RequestSpec
+from allotment.scheduler.resource_request import ResourceRequest
+from allotment.scheduler.snapshot import BoolArray, FloatArray, HostSnapshot, IntArray
+
+# Hosts whose per-host-Python filters are asked about when explaining a NoValidHost.
+_EXPLAIN_SLOW_FILTERS_ON = 256
+
+
+def _present(sorted_values: IntArray, wanted: IntArray) -> BoolArray:
+    """Which of ``wanted`` occur in ``sorted_values`` (a binary search each)."""
+    if not len(sorted_values):
+        return np.zeros(len(wanted), bool)
+    at = np.minimum(np.searchsorted(sorted_values, wanted), len(sorted_values) - 1)
+    found: BoolArray = sorted_values[at] == wanted
+    return found
+
+
+def _verdict(answer: BoolArray | Verdict) -> tuple[BoolArray, Verdict]:
+    """The mask of a filter's answer, and the answer as a verdict."""
+    if isinstance(answer, Verdict):
+        return answer.passed, answer
+    return answer, Verdict(answer, {})
+
+
+def _tally(host_filter: HostFilter, verdict: Verdict) -> dict[str, int]:
+    """How many hosts the verdict rejected, per reason code (a host counted once, under
+    the first code that names it; the rest under the filter's own code)."""
+    rejected = ~verdict.passed
+    left = int(np.count_nonzero(rejected))
+    counts: dict[str, int] = {}
+    if not left:
+        return counts
+    for code, mask in verdict.reasons.items():
+        hit = rejected & mask
+        count = int(np.count_nonzero(hit))
+        if count:
+            counts[code] = counts.get(code, 0) + count
+            rejected = rejected & ~mask
+            left -= count
+            if not left:
+                return counts
+    counts[host_filter.reason_code] = counts.get(host_filter.reason_code, 0) + left
+    return counts
+
+
+@dataclass
+class PreparedRequest:
+    """A request after translation and request filters, ready for placement; built by
+    ``Pipeline.prepare``."""
+
+    spec: RequestSpec
+    resources: ResourceRequest
+    numa: NumaRequest | None
+    pci: list[PciRequest]
+    funnel: Funnel = field(default_factory=Funnel)
+
+
+class Cycle(CycleView):
+    """Filters and weighs the candidates of one request, one instance at a time."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        filters: Sequence[HostFilter],
+        weighers: Sequence[HostWeigher],
+        prepared: PreparedRequest,
+        snapshot: HostSnapshot,
+        candidates: Candidates,
+        instance_uuids: Sequence[str] = (),
+        *,
+        now: float,
+        rng: random.Random | None = None,
+    ) -> None:
+        super().__init__(
+            prepared.spec,
+            prepared.numa,
+            prepared.pci,
+            snapshot,
+            candidates.uuids,
+            candidates.free_ram_mb,
+            candidates.free_disk_mb,
+            candidates.free_vcpus,
+            instance_uuids,
+            now,
+        )
+        self.settings = settings
+        self.funnel = prepared.funnel
+        self.rng = rng or random.Random()
+        self.index = -1
+        self._dirty: list[int] = []
+        self._removed: IntArray | None = None
+        self._alive: IntArray = np.arange(self.size)
+        self._filtered: IntArray = self._alive
+        self._filters = [f for f in filters if f.prepare(self)]
+        self._skip_filters = bool(
+            (self.spec.force_hosts or self.spec.force_nodes)
+            and not self.spec.hint("_nova_check_type")
+        )
+        self._scores = Scores(self, weighers)
+        known = self.known
+        unknown = []
+        if self.size < len(known):
+            unknown = [candidates.uuids[i] for i in np.flatnonzero(~known)[:CLOSEST_MISSES]]
+        detail: dict[str, Any] = {"unknown": unknown} if unknown else {}
+        self.funnel.record("host_records", "hosts", len(known), self.size, **detail)
+
+    # -- the cycle ---------------------------------------------------------------------
+
+    def next_hosts(self, instance_uuid: str | None = None) -> Ranking:
+        """Filter and weigh for the next instance; raises NoValidHost (explained) when no
+        host is left."""
+        self.index += 1
+        self.instance_uuid = instance_uuid
+        if self.index == 0:
+            self._alive = self._pre_filter(self._alive)
+        if not self._skip_filters:
+            self._alive = self._filter(self._alive)
+        if not len(self._alive):
+            raise self.no_valid_host()
+        return self._rank()
+
+    def _rank(self) -> Ranking:
+        # Alive hosts only ever drop out, so an unchanged count means an unchanged set.
+        try:
+            self._sync_scores()
+            weights = self._scores.totals()
+        except WeigherFailed as exc:
+            self.funnel.record(
+                "weighers", "weigher", len(self._alive), 0, instance=self.index, error=str(exc)
+            )
+            raise self.no_valid_host() from None
+        options = self.settings.filter_scheduler
+        return Ranking(
+            self.choice,
+            self._alive,
+            weights,
+            options.host_subset_size,
+            options.shuffle_best_same_weighed_hosts,
+            self.rng,
+        )
+
+    def _sync_scores(self) -> None:
+        """Bring the weights to the alive hosts (alive hosts only ever drop out, so an
+        unchanged count is an unchanged set)."""
+        scores = self._scores
+        if len(scores.alive) == len(self._alive):
+            return
+        removed = self._removed
+        if removed is not None and len(scores.alive) - len(removed) == len(self._alive):
+            scores.drop(removed)
+        else:
+            scores.reset(self._alive)
+
+    def _pre_filter(self, alive: IntArray) -> IntArray:
+        """Nova's host pre-selection: requested destination, ignored and forced hosts."""
+        spec, snap = self.spec, self.snapshot
+        destination = spec.requested_destination
+        if destination is not None and (destination.host or destination.node):
+            wanted = set(snap.node_rows(destination.host, destination.node))
+            keep = np.fromiter((int(r) in wanted for r in self.rows[alive]), np.bool_, len(alive))
+            alive = self._stage("requested_destination", alive, keep)
+        if spec.ignore_hosts:
+            ignored = {h.lower() for h in spec.ignore_hosts}
+            keep = np.fromiter(
+                (snap.hosts[r].lower() not in ignored for r in self.rows[alive]),
+                np.bool_,
+                len(alive),
+            )
+            alive = self._stage("ignore_hosts", alive, keep)
+        if spec.force_hosts:
+            forced = {h.lower() for h in spec.force_hosts}
+            keep = np.fromiter(
+                (snap.hosts[r].lower() in forced for r in self.rows[alive]), np.bool_, len(alive)
+            )
+            alive = self._stage("force_hosts", alive, keep)
+        if spec.force_nodes:
+            nodes = set(spec.force_nodes)
+            keep = np.fromiter(
+                (snap.nodenames[r] in nodes for r in self.rows[alive]), np.bool_, len(alive)
+            )
+            alive = self._stage("force_nodes", alive, keep)
+        zone = spec.availability_zone
+        if zone and not self.settings.scheduler.query_placement_for_availability_zone:
+            keep = self.availability_zone_mask(zone, alive)
+            alive = self._stage("availability_zone", alive, keep)
+        self._filtered = alive
+        return alive
+
+    def availability_zone_mask(self, zone: str, pos: IntArray) -> BoolArray:
+        """Hosts in ``zone`` (hosts in no zone aggregate are in the default zone)."""
+        default = self.settings.scheduler.default_availability_zone
+
+        def zones(code: int) -> frozenset[str]:
+            found = self.snapshot.aggregate_values(code, "availability_zone")
+            return frozenset(found or {default})
+
+        return self.per_aggregate_set(lambda code: zone in zones(code), pos)
+
+    def _stage(self, name: str, alive: IntArray, keep: BoolArray) -> IntArray:
+        kept: IntArray = alive[keep]
+        self.funnel.record(name, "hosts", len(alive), len(kept))
+        return kept
+
+    def _filter(self, alive: IntArray) -> IntArray:
+        first = self.index == 0
+        dirty = np.array(sorted(set(self._dirty)), np.int64)
+        self._dirty.clear()
+        before_all = len(alive)
+        removed: list[IntArray] = []
+        for host_filter in self._filters:
+            if not len(alive):
+                break
+            if not first:
+                if host_filter.run_filter_once_per_request:
+                    continue
+                if host_filter.host_local:
+                    check = dirty[_present(alive, dirty)]
+                    if not len(check):
+                        continue
+                    mask, verdict = _verdict(host_filter.passes(self, check))
+                    rejected = check[~mask]
+                    if len(rejected):
+                        before = len(alive)
+                        alive = np.delete(alive, np.searchsorted(alive, rejected))
+                        removed.append(rejected)
+                        self.funnel.record(
+                            host_filter.name,
+                            "filter",
+                            before,
+                            len(alive),
+                            instance=self.index,
+                            reasons=_tally(host_filter, verdict),
+                        )
+                    continue
+            before = len(alive)
+            mask, verdict = _verdict(host_filter.passes(self, alive))
+            if not first and not mask.all():
+                removed.append(alive[~mask])
+            alive = alive[mask]
+            if first or len(alive) != before:
+                self.funnel.record(
+                    host_filter.name,
+                    "filter",
+                    before,
+                    len(alive),
+                    instance=self.index,
+                    reasons=_tally(host_filter, verdict),
+                )
+        # What later instances dropped, so the weights can drop those columns only.
+        self._removed = np.concatenate(removed) if removed and len(alive) < before_all else None
+        return alive
+
+    def consume(self, pos: int, instance_uuid: str | None = None) -> None:
+        """Account for an instance placed on the host at ``pos`` (Nova's
+        ``consume_from_request`` plus the server-group bookkeeping)."""
+        flavor = self.spec.flavor
+        self.free_ram_mb[pos] -= flavor.memory_mb
+        self.free_disk_mb[pos] -= (flavor.root_gb + flavor.ephemeral_gb) * 1024
+        self.free_vcpus[pos] -= flavor.vcpus
+        self.num_instances[pos] += 1
+        self.io_ops[pos] += 1
+        record = self.record(pos)
+        topology = self.numa(pos)
+        if self.numa_request is not None and topology is not None:
+            fits = numa_fit.fit(
+                topology,
+                self.numa_request,
+                record.report.cpu_allocation_ratio,
+                record.report.ram_allocation_ratio,
+            )
+            if fits is not None:
+                self._numa[pos] = numa_fit.consume(topology, self.numa_request, fits)
+        if self.pci_requests:
+            left = pci.allocate(self.pci_pools(pos), self.pci_requests)
+            if left is not None:
+                self._pci[pos] = left
+        if self.spec.instance_group is not None:
+            host = self.host(pos)
+            if host not in self.group_hosts:
+                self.group_hosts.add(host)
+                if self._group_mask is not None:
+                    self._group_mask[self.positions_of_hosts([host])] = True
+            if instance_uuid is not None and instance_uuid not in self.instances_on(pos):
+                self._added.setdefault(pos, []).append(instance_uuid)
+                if self._member_counts is not None and instance_uuid in self.group_members:
+                    self._member_counts[pos] += 1
+        self._dirty.append(pos)
+        self._scores.update(pos)
+
+    def drop(self, positions: Sequence[int], stage: str, **detail: Any) -> None:
+        """Take hosts out of the rest of the request: placement capacity that earlier
+        instances used up, or a claim that conflicted. Recorded as one funnel stage."""
+        wanted = np.unique(np.asarray(positions, np.int64))
+        present = wanted[_present(self._alive, wanted)]
+        if not len(present):
+            return
+        before = len(self._alive)
+        in_sync = len(self._scores.alive) == before
+        self._alive = np.setdiff1d(self._alive, present, assume_unique=True)
+        if in_sync:
+            self._scores.drop(present)
+        self.funnel.record(
+            stage, "hosts", before, len(self._alive), instance=max(self.index, 0), **detail
+        )
+
+    def weight_breakdown(self, positions: Sequence[int]) -> dict[str, FloatArray]:
+        """Per weigher, its share of the current weight of each host in ``positions``
+        (alive hosts, as ranked last): what ``explain`` shows an operator."""
+        self._sync_scores()
+        return self._scores.breakdown(np.asarray(positions, np.int64))
+
+    def alternates(self, selected: Sequence[int], count: int) -> list[HostChoice]:
+        """Up to ``count`` other hosts, best first, after re-filtering and re-weighing for
+        what was consumed (Nova re-sorts once when more than one instance was placed).
+        Hosts in ``selected`` (positions) are never alternates."""
+        if count <= 0:
+            return []
+        if self._dirty and not self._skip_filters:
+            self._alive = self._filter(self._alive)
+        if not len(self._alive):
+            return []
+        self._sync_scores()
+        weights = self._scores.totals()
+        taken = set(selected)
+        order = np.lexsort((np.arange(len(weights)), -weights))
+        found: list[HostChoice] = []
+        for index in order.tolist():
+            pos = int(self._alive[index])
+            if pos not in taken:
+                found.append(self.choice(pos, float(weights[index])))
+                if len(found) == count:
+                    break
+        return found
+
+    def choice(self, pos: int, weight: float) -> HostChoice:
+        row = int(self.rows[pos])
+        return HostChoice(
+            position=pos,
+            candidate=int(self.candidate_index[pos]),
+            host=self.snapshot.hosts[row],
+            nodename=self.snapshot.nodenames[row],
+            compute_node_uuid=self.snapshot.uuids[row],
+            weight=weight,
+        )
+
+    # -- explanations ------------------------------------------------------------------
+
+    def no_valid_host(self) -> NoValidHost:
+        explanation = self.explain()
+        return NoValidHost(explanation.summary, explanation=explanation.to_dict())
+
+    def explain(self) -> Explanation:
+        """Why the current instance found no host, with the hosts that came closest."""
+        stage = self.funnel.emptied_by()
+        # Request filters and placement may not count hosts: the first stage that did.
+        total = next((s.before for s in self.funnel.stages if s.before is not None), 0)
+        which = f" for instance {self.index + 1}" if self.index > 0 else ""
+        if stage is None:
+            summary = f"No valid host was found{which}."
+        elif stage.kind == "filter":
+            summary = (
+                f"No valid host was found{which}: {stage.name} removed the last "
+                f"{stage.before} of {total} candidate hosts."
+            )
+        elif stage.kind == "weigher":
+            summary = f"No valid host was found{which}: {stage.detail.get('error')}."
+        else:
+            reason = stage.detail.get("reason")
+            because = f" ({reason})" if reason else ""
+            summary = f"No valid host was found{which}: stage {stage.name} left no host{because}."
+        return Explanation(summary, self.funnel, self.index, self.closest_misses())
+
+    def closest_misses(self) -> list[Miss]:
+        """Hosts that reached the filters and failed the fewest of them, with reasons."""
+        pos = self._filtered
+        if not len(pos) or not self._filters:
+            return []
+        failures = np.zeros(len(pos), np.int64)
+        verdicts: list[tuple[HostFilter, IntArray, BoolArray]] = []
+        for host_filter in sorted(self._filters, key=lambda f: not f.vectorized):
+            asked = pos
+            if not host_filter.vectorized and len(pos) > _EXPLAIN_SLOW_FILTERS_ON:
+                asked = pos[np.argsort(failures, kind="stable")[:_EXPLAIN_SLOW_FILTERS_ON]]
+            ok, _ = _verdict(host_filter.passes(self, asked))
+            failures[np.isin(pos, asked[~ok])] += 1
+            verdicts.append((host_filter, asked, ok))
+        order = [i for i in np.argsort(failures, kind="stable").tolist() if failures[i] > 0]
+        misses = []
+        for index in order[:CLOSEST_MISSES]:
+            p = int(pos[index])
+            rejections = tuple(
+                Rejection(f.name, f.reason(self, p))
+                for f, asked, ok in verdicts
+                if p in asked and not ok[int(np.flatnonzero(asked == p)[0])]
+            )
+            misses.append(Miss(self.host(p), self.nodename(p), rejections))
+        return misses
+
+    def limits(self, pos: int) -> dict[str, Any]:
+        """What the request's filters want the chosen host at ``pos`` to enforce (Nova's
+        ``Selection.limits``)."""
+        found: dict[str, Any] = {}
+        for host_filter in self._filters:
+            found.update(host_filter.limits(self, pos))
+        return found
