@@ -572,3 +572,27 @@ def test_groups_that_cannot_be_met_together_are_explained_as_such(fleet: Fleet) 
     steps = explanation["stages"][-1]["detail"]["constraints"]
     assert {s["group"] for s in steps if "group" in s} == {"1", "2"}
     assert all(s["after"] == 1 for s in steps)
+
+
+def test_each_filter_stage_counts_its_rejections_per_reason(make_fleet: MakeFleet) -> None:
+    fleet = make_fleet(filter_scheduler={"enabled_filters": ["ComputeFilter", "IoOpsFilter"]})
+    services = fleet.services  # type: ignore[attr-defined]
+    real_clock = services.host_manager.clock
+    # Two hosts last heard from ten minutes ago (service_down_time is 60 s).
+    services.host_manager.clock = lambda: real_clock() - 600
+    fleet.host("stale1")
+    fleet.host("stale2")
+    services.host_manager.clock = real_clock
+    for name in ("off1", "off2", "off3"):
+        fleet.host(name, report={"disabled": True, "disabled_reason": "maintenance"})
+    fleet.host("busy", report={"io_ops": 50})
+    for explanation in (
+        fleet.select(request_spec()).json()["errors"][0]["explanation"],
+        fleet.explain(request_spec())["explanation"],
+    ):
+        stages = {s["stage"]: s for s in explanation["stages"] if s["kind"] == "filter"}
+        compute, io_ops = stages["ComputeFilter"], stages["IoOpsFilter"]
+        assert (compute["before"], compute["after"]) == (6, 1)
+        assert compute["reasons"] == {"disabled": 3, "down": 2}
+        assert (io_ops["before"], io_ops["after"], io_ops["reasons"]) == (1, 0, {"io_ops": 1})
+        assert explanation["emptied_by"] == {"stage": "IoOpsFilter", "kind": "filter"}

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
 
-from allotment.errors import InvalidInput
+from allotment.errors import InvalidInput, NoValidHost
 from tests.unit.scheduler.helpers import Cloud, spec
 
 
@@ -140,6 +141,31 @@ class TestImageProperties:
         cloud = self.cloud()
         cloud.sections["filter_scheduler"] = {"image_properties_default_architecture": "aarch64"}
         assert cloud.passing(spec(image={"id": "i"}), "ImagePropertiesFilter") == {"arm"}
+
+    def reasons(self, **props: object) -> dict[str, int]:
+        body = spec(image={"id": "img", "properties": props})
+        cycle = self.cloud().cycle(body, filters=["ImagePropertiesFilter"], weighers=[])
+        with contextlib.suppress(NoValidHost):
+            cycle.next_hosts()
+        (stage,) = [s for s in cycle.funnel.stages if s.kind == "filter"]
+        return stage.reasons or {}
+
+    def test_rejections_are_counted_by_the_check_that_failed(self) -> None:
+        # "none" supports nothing: it fails on the first property the image names.
+        assert self.reasons(hw_architecture="x86_64") == {"image_arch": 2}
+        assert self.reasons(img_hv_type="xen") == {"image_hv_type": 3}
+        assert self.reasons(img_hv_type="kvm", hw_vm_mode="xen") == {
+            "image_vm_mode": 2,
+            "image_hv_type": 1,
+        }
+        assert self.reasons(hw_architecture="x86_64", img_hv_requested_version=">=8.0") == {
+            "image_hv_version": 1,
+            "image_arch": 2,
+        }
+        assert self.reasons(hw_architecture="x86_64", hw_maxphysaddr_bits=48) == {
+            "image_maxphysaddr": 1,
+            "image_arch": 2,
+        }
 
 
 class TestServerGroups:

@@ -151,7 +151,8 @@ class ImagePropertiesFilter(HostFilter):
             # 0 when some triple passes every check, else the failure of the triple that
             # got furthest (an index into _FAILURES).
             supported, version, bits = found
-            furthest = 1
+            # A host that supports nothing fails on the first property the image names.
+            furthest = next(i for i, p in enumerate(checked) if p) + 1
             for triple in supported:
                 step = next(
                     (i for i, p in enumerate(checked) if p and p not in triple), len(checked)
