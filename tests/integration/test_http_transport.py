@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 
 from allotment import errors
 from allotment.client import HttpTransport
+from allotment.client.placement_http import HttpPlacementClient
+from allotment.context import RequestContext
+from allotment.scheduler.placement import AllocationRequest, Claim
 from tests.conftest import LiveServer, free_port
 
 
@@ -57,3 +62,45 @@ def test_retries_until_the_service_comes_up(tmp_path: Path) -> None:
     finally:
         thread.join()
         started[0].stop()
+
+
+class _DropsFirstClaimAnswer(httpx.HTTPTransport):
+    """Sends every request to the server, but loses the answer to the first
+    ``POST /allocations`` after the server has handled it (a connection reset)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if request.method == "POST" and request.url.path == "/allocations" and not self.dropped:
+            response.read()
+            self.dropped += 1
+            raise httpx.RemoteProtocolError("server disconnected without a response")
+        return response
+
+
+def test_a_claim_whose_answer_is_lost_is_not_sent_again(live_server: LiveServer) -> None:
+    wire = _DropsFirstClaimAnswer()
+    transport = HttpTransport(
+        live_server.url, token="admin", microversion="1.39", retries=3, backoff=0.01, transport=wire
+    )
+    rp = str(uuid.uuid4())
+    assert transport.request(
+        "POST", "/resource_providers", json={"name": "cn", "uuid": rp}
+    ).is_success
+    inventories = {"resource_provider_generation": 0, "inventories": {"VCPU": {"total": 4}}}
+    assert transport.request(
+        "PUT", f"/resource_providers/{rp}/inventories", json=inventories
+    ).is_success
+    consumer = str(uuid.uuid4())
+    claim = Claim(consumer, AllocationRequest({rp: {"VCPU": 1}}, {}), "p1", "u1")
+    # Sent again, the committed claim would come back as a consumer-generation 409
+    # ("already scheduled"); the client must say it does not know instead.
+    with pytest.raises(errors.ServiceUnavailable, match="may or may not have taken effect"):
+        HttpPlacementClient(transport).claim(RequestContext.internal(), [claim])
+    assert wire.dropped == 1
+    held = transport.request("GET", f"/allocations/{consumer}").json()["allocations"]
+    assert {p: a["resources"] for p, a in held.items()} == {rp: {"VCPU": 1}}
+    transport.close()

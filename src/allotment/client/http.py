@@ -2,8 +2,11 @@
 timeouts, and retries with exponential backoff and jitter.
 
 Retries only happen where a repeat cannot do harm: connection failures before the request
-was sent, and 502/503/504 answers to idempotent methods. Everything else is returned to the
-caller, who knows what a 409 means for its request. When the service stays unreachable the
+was sent, and, for idempotent methods only, 502/503/504 answers and transport failures
+after sending. A POST whose answer was lost (a timeout, a reset connection) is never sent
+again: it may have committed (a claim would come back as a consumer-generation 409), so
+the caller hears that its outcome is unknown. Everything else is returned to the caller,
+who knows what a 409 means for its request. When the service stays unreachable the
 caller gets ``ServiceUnavailable`` naming the URL (never the token).
 """
 
@@ -83,15 +86,16 @@ class HttpTransport:
                 )
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 failure: str = f"cannot connect: {exc}"
-            except httpx.TimeoutException as exc:
+            except httpx.HTTPError as exc:
+                # The request may have reached the service: only an idempotent one is sent again.
+                timed_out = isinstance(exc, httpx.TimeoutException)
                 if method not in IDEMPOTENT:
+                    what = "in time" if timed_out else "(the connection failed)"
                     raise errors.ServiceUnavailable(
                         f"{self.service_type} at {self.base_url} did not answer {method} {shown} "
-                        f"in time ({exc}); the request may or may not have taken effect"
+                        f"{what} ({exc}); the request may or may not have taken effect"
                     ) from None
-                failure = f"timed out: {exc}"
-            except httpx.HTTPError as exc:
-                failure = f"transport error: {exc}"
+                failure = f"timed out: {exc}" if timed_out else f"transport error: {exc}"
             else:
                 if response.status_code not in RETRY_STATUSES or method not in IDEMPOTENT:
                     return response
