@@ -9,10 +9,13 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import signal
+import threading
 import traceback
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from types import FrameType
+from typing import Any, Protocol
 
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -45,6 +48,45 @@ LOG = logging.getLogger(__name__)
 SETTINGS_ENV = "ALLOTMENT_SETTINGS_JSON"
 
 
+class Background(Protocol):
+    """Something the process runs beside the requests, started and stopped with it."""
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+class HostCacheTasks:
+    """The host cache's life in the process: loaded at start-up, its periodic round
+    (flush heartbeats, discovery, aggregate resync) as a PeriodicTask, rebuilt on SIGHUP
+    (when started on the main thread), flushed at shutdown."""
+
+    def __init__(self, host_manager: HostManager, interval: float) -> None:
+        self.host_manager = host_manager
+        self.task = PeriodicTask("host-cache", interval, host_manager.periodic)
+        self._previous_sighup: Any = None
+
+    def start(self) -> None:
+        self.host_manager.load()
+        self.task.start()
+        if threading.current_thread() is threading.main_thread():
+            self._previous_sighup = signal.signal(signal.SIGHUP, self._on_sighup)
+
+    def _on_sighup(self, signum: int, frame: FrameType | None) -> None:
+        # Rebuild off the signal handler; requests keep using the old snapshot meanwhile.
+        threading.Thread(
+            target=lambda: self.host_manager.reset(RequestContext.internal()),
+            name="host-cache-reset",
+            daemon=True,
+        ).start()
+
+    def stop(self) -> None:
+        if self._previous_sighup is not None:
+            signal.signal(signal.SIGHUP, self._previous_sighup)
+            self._previous_sighup = None
+        self.task.stop()
+        self.host_manager.close()
+
+
 @dataclass
 class Services:
     """Everything one process runs, built once from settings."""
@@ -60,7 +102,7 @@ class Services:
     pipeline: Pipeline | None = None
     placement_client: PlacementClient | None = None
     scheduler: SchedulerManager | None = None
-    background: list[Any] = field(default_factory=list)
+    background: list[Background] = field(default_factory=list)
 
     def start(self) -> None:
         for task in self.background:
@@ -110,7 +152,7 @@ def build_services(settings: Settings) -> Services:
     placement.catalog.sync_standard()
     tokens: TokenStore | None = None
     authenticator: Authenticator
-    background: list[Any] = [
+    background: list[Background] = [
         prune_change_log_task(db, settings.placement.change_log_retention_s),
         # Builds the capacity index at start-up, then follows other processes' writes.
         PeriodicTask(
@@ -148,7 +190,10 @@ def build_services(settings: Settings) -> Services:
         pipeline=pipeline,
         placement_client=client,
         scheduler=SchedulerManager(settings, host_manager, pipeline, client),
-        background=[*background, host_manager],
+        background=[
+            *background,
+            HostCacheTasks(host_manager, settings.scheduler.periodic_interval),
+        ],
     )
 
 

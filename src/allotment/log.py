@@ -6,10 +6,13 @@ the service layers logs it without passing it around.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import re
 import sys
+from collections.abc import Iterator
+from typing import Protocol
 
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 # Credentials in URLs ("postgresql://user:secret@host") and token-looking header values.
@@ -18,6 +21,22 @@ _SECRET_PATTERNS = [
     (re.compile(r"(?i)(x-auth-token['\"]?\s*[:=]\s*['\"]?)[^'\"\s,}]+"), r"\1***"),
     (re.compile(r"(?i)(password['\"]?\s*[:=]\s*['\"]?)[^'\"\s,}]+"), r"\1***"),
 ]
+
+
+class _HasRequestId(Protocol):
+    @property
+    def request_id(self) -> str: ...
+
+
+@contextlib.contextmanager
+def request_context(ctx: _HasRequestId) -> Iterator[None]:
+    """Log lines inside carry ``ctx``'s request id, also for in-process calls that never
+    passed the request middleware."""
+    token = REQUEST_ID.set(ctx.request_id)
+    try:
+        yield
+    finally:
+        REQUEST_ID.reset(token)
 
 
 def redact(text: str) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from allotment.app import HostCacheTasks
 from allotment.config import Settings, load_settings
 from allotment.context import RequestContext
 from allotment.errors import Forbidden, NotFound
@@ -94,7 +95,7 @@ def test_restart_loses_nothing(db: Database) -> None:
             pci_pools=[{"vendor_id": "10de", "product_id": "1", "count": 2}],
         ),
     )
-    manager.stop()
+    manager.close()
 
     restarted = make(db, clock).snapshot()
     assert restarted.hosts == ["c1", "c2"]
@@ -336,7 +337,8 @@ def test_reset_swaps_atomically(db: Database) -> None:
 
 def test_sighup_resets(db: Database) -> None:
     manager = make(db, scheduler={"periodic_interval": 0.05})
-    manager.start()
+    tasks = HostCacheTasks(manager, 0.05)
+    tasks.start()
     try:
         make(db).report_host(SERVICE, "late", report(str(uuid.uuid4())))
         assert manager.snapshot().hosts == []
@@ -346,7 +348,7 @@ def test_sighup_resets(db: Database) -> None:
             time.sleep(0.02)
         assert manager.snapshot().hosts == ["late"]
     finally:
-        manager.stop()
+        tasks.stop()
     assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
 
 

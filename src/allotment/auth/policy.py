@@ -1,7 +1,8 @@
 """Policy: which roles may do what. Rule names and defaults follow upstream Placement's.
 
 Writes and most reads: ``admin`` or ``service``. Project usages: also a ``reader`` (or
-``member``) of that very project.
+``member``) of that very project. The scheduler's rules (``scheduler:...``) are ours, each
+``admin`` or ``service`` by default.
 """
 
 from __future__ import annotations
@@ -30,11 +31,29 @@ def admin_or_project_reader_or_service(ctx: RequestContext, target: Mapping[str,
 # Rules not listed here default to admin_or_service.
 RULES: dict[str, Check] = {
     "placement:usages": admin_or_project_reader_or_service,
+    "scheduler:select_destinations": admin_or_service,
+    "scheduler:explain": admin_or_service,
+    "scheduler:hosts:list": admin_or_service,
+    "scheduler:hosts:update": admin_or_service,
+    "scheduler:hosts:delete": admin_or_service,
+    "scheduler:aggregates:update": admin_or_service,
+    "scheduler:aggregates:delete": admin_or_service,
+    "scheduler:instances:update": admin_or_service,
+    "scheduler:instances:delete": admin_or_service,
+    "scheduler:instances:sync": admin_or_service,
+    "scheduler:reset": admin_or_service,
 }
 
 
+# What a refused caller lacks, said in the message of our own rules (upstream's placement
+# rules keep upstream's exact message).
+NEEDS = {rule: "the admin or service role" for rule in RULES if rule.startswith("scheduler:")}
+
+
 def authorize(ctx: RequestContext, rule: str, target: Mapping[str, str] | None = None) -> None:
-    """Raise Forbidden unless ``ctx`` may perform ``rule``."""
+    """Raise Forbidden unless ``ctx`` may perform ``rule`` (a missing or foreign context is
+    refused like one without the roles)."""
     check = RULES.get(rule, admin_or_service)
-    if not check(ctx, target or {}):
-        raise Forbidden(f"Policy does not allow {rule} to be performed.")
+    if not (isinstance(ctx, RequestContext) and check(ctx, target or {})):
+        needs = f": needs {NEEDS[rule]}" if rule in NEEDS else ""
+        raise Forbidden(f"Policy does not allow {rule} to be performed{needs}.")

@@ -155,7 +155,7 @@ def _decision_body(
 def select_destinations(
     api: SchedulerAPI, ctx: RequestContext, params: dict[str, str], body: Any
 ) -> Response:
-    api.manager.authorize(ctx)  # before looking at the body
+    api.manager.authorize(ctx, "scheduler:select_destinations")  # before looking at the body
     uuids, spec, options = _decision_body(body)
     selections = api.manager.select_destinations(
         ctx, spec, uuids, return_alternates=options.get("return_alternates", False)
@@ -164,7 +164,7 @@ def select_destinations(
 
 
 def explain(api: SchedulerAPI, ctx: RequestContext, params: dict[str, str], body: Any) -> Response:
-    api.manager.authorize(ctx)
+    api.manager.authorize(ctx, "scheduler:explain")
     uuids, spec, options = _decision_body(body, ("hosts",))
     hosts = options.get("hosts", 50)
     if not isinstance(hosts, int) or isinstance(hosts, bool) or not 0 <= hosts <= 1000:

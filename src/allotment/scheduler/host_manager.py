@@ -9,30 +9,31 @@ and reaches SQL with the next periodic flush (and at shutdown), so thousands of 
 reporting every few seconds do not cost a transaction each; a crash loses at most one
 flush interval of those values, which the next report restores.
 
-``reset`` (SIGHUP, or the admin API) rebuilds everything from SQL aside and swaps it in
-with one assignment: a request that took the old snapshot finishes on it, the next one
-gets the new one, nobody sees a mixture. Writers wait for a reset; readers never do.
+``reset`` (the admin API, or SIGHUP as the app wires it) rebuilds everything from SQL
+aside and swaps it in with one assignment: a request that took the old snapshot finishes
+on it, the next one gets the new one, nobody sees a mixture. Writers wait for a reset;
+readers never do.
 
-Every method takes the caller's RequestContext: it is checked (only the ``service`` and
-``admin`` roles may change host state), its request id is on every log line, and it is
-never dropped. Instance uuids are logged at debug level only.
+Every method takes the caller's RequestContext: it is checked against the
+``scheduler:...`` policy rules, its request id is on every log line, and it is never
+dropped. The periodic round (``periodic``) and the final flush (``close``) are run by the
+app (``allotment.app.HostCacheTasks``); this class runs no thread of its own. Instance
+uuids are logged at debug level only.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import signal
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from allotment import errors
+from allotment import errors, log
+from allotment.auth import policy
 from allotment.config import Settings, parse_weight_setting
 from allotment.context import RequestContext
-from allotment.log import REQUEST_ID
 from allotment.placement.store.db import Database, utcnow
 from allotment.scheduler import store
 from allotment.scheduler.records import (
@@ -45,7 +46,6 @@ from allotment.scheduler.records import (
 from allotment.scheduler.snapshot import HostSnapshot
 
 LOG = logging.getLogger(__name__)
-WRITER_ROLES = ("admin", "service")
 # Report fields written behind (with the heartbeat flush) rather than in the request.
 VOLATILE_FIELDS = frozenset({"io_ops", "metrics"})
 
@@ -113,16 +113,6 @@ class _Records:
     instances: dict[str, dict[str, InstanceInfo]] = field(default_factory=dict)
 
 
-@contextlib.contextmanager
-def _request_logging(ctx: RequestContext) -> Iterator[None]:
-    """Log lines inside carry the caller's request id even for in-process calls."""
-    token = REQUEST_ID.set(ctx.request_id)
-    try:
-        yield
-    finally:
-        REQUEST_ID.reset(token)
-
-
 class HostManager:
     def __init__(
         self,
@@ -157,9 +147,6 @@ class HostManager:
         self._changed_instances: set[str] = set()
         # Nodes with a heartbeat not yet in SQL, and whether volatile report fields changed.
         self._unflushed: dict[str, tuple[HostRecord, bool]] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._previous_sighup: Any = None
 
     # -- reading ------------------------------------------------------------------------
 
@@ -220,7 +207,7 @@ class HostManager:
         self._rebuild = self._dirty = False
 
     def list_hosts(self, ctx: RequestContext) -> list[HostStatus]:
-        self._authorize(ctx, "list hosts")
+        policy.authorize(ctx, "scheduler:hosts:list")
         snap = self.snapshot()
         now = self.clock()
         up = snap.up(now, self.settings.scheduler.service_down_time)
@@ -240,13 +227,6 @@ class HostManager:
         ]
 
     # -- writing ------------------------------------------------------------------------
-
-    def _authorize(self, ctx: RequestContext, action: str) -> None:
-        # A missing or foreign context is refused like a context without the roles.
-        if not (isinstance(ctx, RequestContext) and ctx.has_any_role(*WRITER_ROLES)):
-            raise errors.Forbidden(
-                f"Policy does not allow {action}: needs the admin or service role."
-            )
 
     def _apply(
         self,
@@ -268,11 +248,11 @@ class HostManager:
 
     def report_host(self, ctx: RequestContext, host: str, report: HostReport) -> HostRecord:
         """``PUT /hosts/{host}``: a compute node's state; also its heartbeat."""
-        self._authorize(ctx, "host reports")
+        policy.authorize(ctx, "scheduler:hosts:update")
         if not host or len(host) > 255:
             raise errors.InvalidInput("The host name must be 1 to 255 characters long.")
         nodename = report.nodename or host
-        with _request_logging(ctx), self._write_lock:
+        with log.request_context(ctx), self._write_lock:
             now = self.clock()
             old = self._records.hosts.get(report.compute_node_uuid)
             record = HostRecord(host, nodename, report, heartbeat=now, updated_at=now)
@@ -320,9 +300,9 @@ class HostManager:
     def update_aggregate(self, ctx: RequestContext, uuid: str, body: AggregateBody) -> Aggregate:
         """``PUT /aggregates/{uuid}`` (Nova's update_aggregates); placement membership of
         the hosts' compute nodes follows."""
-        self._authorize(ctx, "aggregate updates")
+        policy.authorize(ctx, "scheduler:aggregates:update")
         aggregate = Aggregate(uuid, body.name, dict(body.metadata), frozenset(body.hosts))
-        with _request_logging(ctx), self._write_lock:
+        with log.request_context(ctx), self._write_lock:
             old = self._records.aggregates.get(uuid)
             self.db.transaction(lambda conn: store.save_aggregate(conn, aggregate, utcnow()))
             self._apply(lambda r: r.aggregates.__setitem__(uuid, aggregate), rebuild=True)
@@ -333,8 +313,8 @@ class HostManager:
 
     def delete_aggregate(self, ctx: RequestContext, uuid: str) -> None:
         """``DELETE /aggregates/{uuid}`` (Nova's delete_aggregate)."""
-        self._authorize(ctx, "aggregate deletes")
-        with _request_logging(ctx), self._write_lock:
+        policy.authorize(ctx, "scheduler:aggregates:delete")
+        with log.request_context(ctx), self._write_lock:
             old = self._records.aggregates.get(uuid)
             if old is None:
                 raise errors.NotFound(f"No aggregate with uuid {uuid} is known to the scheduler.")
@@ -348,10 +328,10 @@ class HostManager:
     ) -> None:
         """``PUT /hosts/{host}/instances``: these instances are on ``host`` (added or
         updated; an instance last seen on another host has moved)."""
-        self._authorize(ctx, "instance updates")
+        policy.authorize(ctx, "scheduler:instances:update")
         if not self._tracking():
             return
-        with _request_logging(ctx), self._write_lock:
+        with log.request_context(ctx), self._write_lock:
             self.db.transaction(lambda conn: store.save_instances(conn, host, infos, utcnow()))
             moved_from = self._move_instances(host, infos)
             self._apply(lambda r: _place(r, host, infos, moved_from), instances={host, *moved_from})
@@ -360,10 +340,10 @@ class HostManager:
 
     def delete_instance_info(self, ctx: RequestContext, host: str, instance_uuid: str) -> None:
         """``DELETE /hosts/{host}/instances/{uuid}``: the instance is gone from ``host``."""
-        self._authorize(ctx, "instance deletes")
+        policy.authorize(ctx, "scheduler:instances:delete")
         if not self._tracking():
             return
-        with _request_logging(ctx), self._write_lock:
+        with log.request_context(ctx), self._write_lock:
             held = self._records.instances.get(host, {})
             if instance_uuid not in held:
                 LOG.debug("host %s: instance %s to delete was not known", host, instance_uuid)
@@ -378,11 +358,11 @@ class HostManager:
     ) -> SyncResult:
         """``POST /hosts/{host}/instances/sync``: the complete list of instances on
         ``host``; the cache is corrected to match it."""
-        self._authorize(ctx, "instance syncs")
+        policy.authorize(ctx, "scheduler:instances:sync")
         if not self._tracking():
             return SyncResult(True, [], [])
         reported = {InstanceInfo(uuid=u).uuid for u in uuids}
-        with _request_logging(ctx), self._write_lock:
+        with log.request_context(ctx), self._write_lock:
             held = self._records.instances.get(host, {})
             added = sorted(reported - held.keys())
             removed = sorted(held.keys() - reported)
@@ -476,10 +456,10 @@ class HostManager:
 
     def resync_aggregates(self, ctx: RequestContext) -> None:
         """Push every aggregate's full membership to placement again."""
-        self._authorize(ctx, "aggregate resyncs")
+        policy.authorize(ctx, "scheduler:aggregates:update")
         if self.mirror is None:
             return
-        with _request_logging(ctx), self._write_lock:
+        with log.request_context(ctx), self._write_lock:
             # One pass over the hosts for every aggregate (thousands of each, every round).
             by_host = self._nodes_by_host()
             for aggregate in list(self._records.aggregates.values()):
@@ -515,8 +495,8 @@ class HostManager:
 
     def reset(self, ctx: RequestContext) -> HostSnapshot:
         """Rebuild the cache from SQL aside and swap it in atomically (SIGHUP / admin)."""
-        self._authorize(ctx, "cache resets")
-        with _request_logging(ctx), self._write_lock:
+        policy.authorize(ctx, "scheduler:reset")
+        with log.request_context(ctx), self._write_lock:
             started = time.perf_counter()
             self.flush_heartbeats()
             records = self._read()
@@ -563,7 +543,7 @@ class HostManager:
         """One round of the background task: flush heartbeats, discover unreported
         providers, repair placement aggregate membership."""
         ctx = RequestContext.internal()
-        with _request_logging(ctx):
+        with log.request_context(ctx):
             try:
                 flushed = self.flush_heartbeats()
                 if flushed:
@@ -573,35 +553,8 @@ class HostManager:
             except Exception:
                 LOG.exception("host cache periodic task failed; retrying next round")
 
-    def start(self) -> None:
-        """Load the cache, start the periodic task, and rebuild on SIGHUP."""
-        self.load()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="host-cache", daemon=True)
-        self._thread.start()
-        if threading.current_thread() is threading.main_thread():
-            self._previous_sighup = signal.signal(signal.SIGHUP, self._on_sighup)
-
-    def _on_sighup(self, signum: int, frame: Any) -> None:
-        # Rebuild off the signal handler; requests keep using the old snapshot meanwhile.
-        threading.Thread(
-            target=lambda: self.reset(RequestContext.internal()),
-            name="host-cache-reset",
-            daemon=True,
-        ).start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.settings.scheduler.periodic_interval):
-            self.periodic()
-
-    def stop(self) -> None:
-        if self._previous_sighup is not None:
-            signal.signal(signal.SIGHUP, self._previous_sighup)
-            self._previous_sighup = None
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+    def close(self) -> None:
+        """Write what is still only in memory (at shutdown)."""
         self.flush_heartbeats()
 
 

@@ -33,10 +33,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from allotment import errors
+from allotment import errors, log
+from allotment.auth import policy
 from allotment.config import Settings
 from allotment.context import RequestContext
-from allotment.log import REQUEST_ID
 from allotment.scheduler.cycle.driver import Cycle, PreparedRequest
 from allotment.scheduler.cycle.ranking import HostChoice
 from allotment.scheduler.explain import Explanation
@@ -56,7 +56,6 @@ from allotment.scheduler.request import RequestSpec
 from allotment.scheduler.snapshot import HostSnapshot
 
 LOG = logging.getLogger(__name__)
-SCHEDULER_ROLES = ("admin", "service")
 MAX_INSTANCES = 1000
 # Funnel stages of hosts taken out while placing a request's instances.
 STAGE_CAPACITY = "placement_capacity"
@@ -137,15 +136,6 @@ class Decision:
     picks: list[Pick]
 
 
-@contextlib.contextmanager
-def _request_logging(ctx: RequestContext) -> Iterator[None]:
-    token = REQUEST_ID.set(ctx.request_id)
-    try:
-        yield
-    finally:
-        REQUEST_ID.reset(token)
-
-
 def check_instance_uuids(values: Any) -> list[str]:
     """1 to ``MAX_INSTANCES`` distinct UUIDs, in canonical form (InvalidInput otherwise)."""
     if not isinstance(values, list) or not 1 <= len(values) <= MAX_INSTANCES:
@@ -208,14 +198,14 @@ class SchedulerManager:
         Raises NoValidHost (409, explained), ServiceUnavailable (503) when placement
         cannot be used, InvalidInput (400) for a malformed request.
         """
-        self.authorize(ctx)
+        self.authorize(ctx, "scheduler:select_destinations")
         uuids = check_instance_uuids(list(instance_uuids))
         user_id = spec.user_id or ctx.user_id
         if not user_id:
             raise errors.InvalidInput(
                 "request_spec.user_id is needed: claims are recorded for a project and a user."
             )
-        with _request_logging(ctx):
+        with log.request_context(ctx):
             started = time.perf_counter()
             snapshot = self.host_manager.snapshot()
             prepared = self.pipeline.prepare(ctx, spec, snapshot)
@@ -246,9 +236,9 @@ class SchedulerManager:
         """The decision ``select_destinations`` would make now, claiming nothing: where
         each instance would go, the funnel, and the first ``hosts`` hosts of the ranking
         for the first instance with each weigher's share of their weight."""
-        self.authorize(ctx)
+        self.authorize(ctx, "scheduler:explain")
         uuids = check_instance_uuids(list(instance_uuids))
-        with _request_logging(ctx):
+        with log.request_context(ctx):
             snapshot = self.host_manager.snapshot()
             ranked: list[dict[str, Any]] = []
             decision: Decision | None = None
@@ -278,12 +268,10 @@ class SchedulerManager:
 
     # -- deciding -------------------------------------------------------------------------
 
-    def authorize(self, ctx: RequestContext) -> None:
-        """Only the ``service`` and ``admin`` roles may schedule (or explain)."""
-        if not (isinstance(ctx, RequestContext) and ctx.has_any_role(*SCHEDULER_ROLES)):
-            raise errors.Forbidden(
-                "Policy does not allow select_destinations: needs the admin or service role."
-            )
+    def authorize(self, ctx: RequestContext, rule: str) -> None:
+        """Raise Forbidden unless ``ctx`` may ``rule`` (``scheduler:select_destinations`` or
+        ``scheduler:explain``), checked before the body is looked at."""
+        policy.authorize(ctx, rule)
 
     def _offer(self, ctx: RequestContext, prepared: PreparedRequest) -> Offer:
         """Allocation candidates for the request; an explained NoValidHost when there are
