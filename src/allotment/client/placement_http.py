@@ -31,7 +31,7 @@ from allotment.scheduler.placement import (
     PlacementFunnel,
     PlacementRejected,
 )
-from allotment.scheduler.resource_request import RequestGroup, ResourceRequest
+from allotment.scheduler.resource_request import ResourceGroup, ResourceRequest
 
 LOG = logging.getLogger(__name__)
 MICROVERSION = "1.39"
@@ -47,7 +47,7 @@ def _message(response: httpx.Response) -> str:
     return detail.partition("\n\n")[2].strip() if "\n\n" in detail else detail
 
 
-def _group_params(group: RequestGroup) -> Params:
+def _group_params(group: ResourceGroup) -> Params:
     suffix = group.suffix
     params: Params = []
     if group.resources:
@@ -60,7 +60,7 @@ def _group_params(group: RequestGroup) -> Params:
     return params
 
 
-def _trait_params(name: str, group: RequestGroup) -> Params:
+def _trait_params(name: str, group: ResourceGroup) -> Params:
     """Single traits and forbidden ones in one parameter; each any-of set in its own."""
     simple = sorted(t for item in group.required_traits if len(item) == 1 for t in item)
     simple += [f"!{t}" for t in sorted(group.forbidden_traits)]
@@ -311,7 +311,7 @@ class HttpPlacementClient:
         )
 
 
-def _group_steps(group: RequestGroup) -> list[tuple[str, Any, Params]]:
+def _group_steps(group: ResourceGroup) -> list[tuple[str, Any, Params]]:
     """Each constraint of a group as (kind, value, the ``GET /resource_providers`` filter
     with it and every constraint before it), in explanation order."""
     steps: list[tuple[str, Any, Params]] = []

@@ -20,8 +20,7 @@ import sqlalchemy as sa
 from allotment import errors
 from allotment.context import RequestContext
 from allotment.placement.candidates import CandidateSet
-from allotment.placement.model import CandidateRequest, ConsumerWrite
-from allotment.placement.model import RequestGroup as PlacementGroup
+from allotment.placement.model import CandidateRequest, ConsumerWrite, RequestGroup
 from allotment.placement.service import PlacementService
 from allotment.scheduler.placement import (
     AllocationRequest,
@@ -54,7 +53,7 @@ def candidate_request(request: ResourceRequest) -> CandidateRequest:
     """The scheduler's query in placement's terms (what ``GET /allocation_candidates``
     would parse from the equivalent query string)."""
     groups = tuple(
-        PlacementGroup(
+        RequestGroup(
             suffix=group.suffix,
             resources=dict(group.resources),
             required_traits=tuple(group.required_traits),

@@ -34,7 +34,7 @@ GroupPolicy = Literal["none", "isolate"]
 
 
 @dataclass
-class RequestGroup:
+class ResourceGroup:
     """One placement request group (``resources$S``, ``required$S``, ``member_of$S``...)."""
 
     suffix: str = ""
@@ -70,7 +70,7 @@ class RequestGroup:
 class ResourceRequest:
     """The whole allocation-candidates query for one request."""
 
-    groups: dict[str, RequestGroup] = field(default_factory=dict)
+    groups: dict[str, ResourceGroup] = field(default_factory=dict)
     group_policy: GroupPolicy | None = None
     same_subtree: list[frozenset[str]] = field(default_factory=list)
     root_required: set[str] = field(default_factory=set)
@@ -80,14 +80,14 @@ class ResourceRequest:
     # Whether hw:cpu_policy asked for pinned CPUs (the PCPU translation happened).
     cpu_pinning_requested: bool = False
 
-    def group(self, suffix: str = "") -> RequestGroup:
+    def group(self, suffix: str = "") -> ResourceGroup:
         found = self.groups.get(suffix)
         if found is None:
-            found = self.groups[suffix] = RequestGroup(suffix)
+            found = self.groups[suffix] = ResourceGroup(suffix)
         return found
 
     @property
-    def unsuffixed(self) -> RequestGroup:
+    def unsuffixed(self) -> ResourceGroup:
         return self.group("")
 
     def merged_resources(self) -> dict[str, int]:
