@@ -40,8 +40,8 @@ import requests
 
 from allotment.app import Services, build_services
 from allotment.config import load_settings
+from allotment.db.database import utcnow
 from allotment.placement.model import CandidateRequest, RequestGroup
-from allotment.placement.store.db import utcnow
 from allotment.placement.store.tables import (
     inventories,
     placement_aggregates,

@@ -53,7 +53,7 @@ import httpx
 from allotment.app import Services, build_services
 from allotment.config import load_settings
 from allotment.context import RequestContext
-from allotment.placement.store.db import utcnow
+from allotment.db.database import utcnow
 from allotment.placement.store.tables import (
     allocations,
     consumers,

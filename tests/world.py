@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from allotment.db.database import Database, utcnow
 from allotment.placement.store import changes
 from allotment.placement.store.catalog import Catalog
-from allotment.placement.store.db import Database, utcnow
 from allotment.placement.store.tables import (
     allocations,
     consumers,

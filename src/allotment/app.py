@@ -31,12 +31,13 @@ from allotment.client.placement_local import LocalPlacementClient
 from allotment.config import Settings
 from allotment.context import RequestContext
 from allotment.cors import CorsMiddleware
+from allotment.db import migrate
+from allotment.db.database import Database, utcnow
 from allotment.periodic import PeriodicTask
 from allotment.placement.api.middleware import MicroversionMiddleware
 from allotment.placement.api.routes import build_router
 from allotment.placement.service import PlacementService
-from allotment.placement.store import changes, migrate
-from allotment.placement.store.db import Database, utcnow
+from allotment.placement.store import changes
 from allotment.scheduler.api import SchedulerAPI
 from allotment.scheduler.host_manager import HostManager
 from allotment.scheduler.manager import SchedulerManager

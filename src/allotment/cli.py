@@ -136,8 +136,8 @@ def _serve(settings: Settings) -> int:
 
 
 def _db_upgrade(settings: Settings) -> int:
-    from allotment.placement.store import migrate
-    from allotment.placement.store.db import Database
+    from allotment.db import migrate
+    from allotment.db.database import Database
 
     db = Database(settings.database_url)
     migrate.upgrade(db)
@@ -148,8 +148,8 @@ def _db_upgrade(settings: Settings) -> int:
 
 def _token(args: argparse.Namespace, settings: Settings) -> int:
     from allotment.auth.tokens import TokenStore
-    from allotment.placement.store import migrate
-    from allotment.placement.store.db import Database
+    from allotment.db import migrate
+    from allotment.db.database import Database
 
     db = Database(settings.database_url)
     migrate.prepare(db)

@@ -18,10 +18,10 @@ import sqlalchemy as sa
 from allotment.app import HostCacheTasks
 from allotment.config import Settings, load_settings
 from allotment.context import RequestContext
+from allotment.db import migrate
+from allotment.db.database import Database
 from allotment.errors import Forbidden, NotFound
 from allotment.log import RequestIdFilter
-from allotment.placement.store import migrate
-from allotment.placement.store.db import Database
 from allotment.scheduler.host_manager import HostManager
 from allotment.scheduler.records import AggregateBody, HostReport, InstanceInfo
 

@@ -19,9 +19,9 @@ import httpx
 import pytest
 
 from allotment.app import Services, build_services
+from allotment.db.database import utcnow
 from allotment.placement.model import CandidateRequest, ConsumerWrite, Inventory, RequestGroup
 from allotment.placement.store import changes
-from allotment.placement.store.db import utcnow
 from tests.conftest import LiveServer, make_settings
 
 POLL = 0.2

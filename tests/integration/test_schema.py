@@ -8,16 +8,16 @@ import multiprocessing
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from allotment.placement.store import migrate
-from allotment.placement.store.db import Database
-from allotment.placement.store.tables import metadata
+from allotment.db import migrate
+from allotment.db.database import Database
+from allotment.db.metadata import all_tables
 
 
 def test_migrations_create_exactly_the_declared_schema(database_url: str) -> None:
     db = Database(database_url)
     migrate.upgrade(db)
     with db.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+        diff = compare_metadata(MigrationContext.configure(conn), all_tables())
     db.dispose()
     assert diff == []
 

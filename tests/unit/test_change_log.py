@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from allotment.db import migrate
+from allotment.db.database import Database, utcnow
 from allotment.periodic import PeriodicTask
-from allotment.placement.store import changes, migrate
-from allotment.placement.store.db import Database, utcnow
+from allotment.placement.store import changes
 
 
 @pytest.fixture

@@ -22,9 +22,9 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from allotment.auth.base import TOKEN_HEADER
+from allotment.auth.tables import auth_tokens
 from allotment.context import RequestContext
-from allotment.placement.store.db import AnyRow, Database, utcnow
-from allotment.placement.store.tables import auth_tokens
+from allotment.db.database import AnyRow, Database, utcnow
 
 LOG = logging.getLogger(__name__)
 CACHE_SECONDS = 10.0

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from allotment import errors
+from allotment.db.database import Database, RetryTransaction, utcnow
 from allotment.placement.candidates import CandidateSet, collect, search
 from allotment.placement.candidates import resolve as candidate_resolve
 from allotment.placement.candidates.explain import Step as ExplainStep
@@ -44,7 +45,6 @@ from allotment.placement.store import providers as provider_store
 from allotment.placement.store import resource_classes as rc_store
 from allotment.placement.store import traits as trait_store
 from allotment.placement.store.catalog import Catalog
-from allotment.placement.store.db import Database, RetryTransaction, utcnow
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")

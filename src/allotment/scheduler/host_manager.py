@@ -34,7 +34,7 @@ from allotment import errors, log
 from allotment.auth import policy
 from allotment.config import Settings, parse_weight_setting
 from allotment.context import RequestContext
-from allotment.placement.store.db import Database, utcnow
+from allotment.db.database import Database, utcnow
 from allotment.scheduler import store
 from allotment.scheduler.records import (
     Aggregate,

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from allotment.placement.store.tables import metadata
+from allotment.db.metadata import metadata
 from allotment.scheduler.records import Aggregate, HostRecord, HostReport, InstanceInfo
 
 hosts = sa.Table(

@@ -18,9 +18,9 @@ import numpy.typing as npt
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from allotment.db.database import Database
+from allotment.db.prepared import PreparedStatement
 from allotment.placement.store import changes
-from allotment.placement.store.db import Database
-from allotment.placement.store.sql import Prepared
 from allotment.placement.store.tables import (
     allocations,
     inventories,
@@ -58,11 +58,11 @@ _AGGREGATES = sa.select(rpa.c.resource_provider_id, rpa.c.aggregate_id, agg.c.uu
 
 _IDS: sa.BindParameter[Any] = sa.bindparam("ids", expanding=True)
 _SOME = (
-    Prepared(_PROVIDERS.where(rp.c.id.in_(_IDS))),
-    Prepared(_INVENTORIES.where(inv.c.resource_provider_id.in_(_IDS))),
-    Prepared(_USAGES.where(alloc.c.resource_provider_id.in_(_IDS))),
-    Prepared(_TRAITS.where(rpt.c.resource_provider_id.in_(_IDS))),
-    Prepared(_AGGREGATES.where(rpa.c.resource_provider_id.in_(_IDS))),
+    PreparedStatement(_PROVIDERS.where(rp.c.id.in_(_IDS))),
+    PreparedStatement(_INVENTORIES.where(inv.c.resource_provider_id.in_(_IDS))),
+    PreparedStatement(_USAGES.where(alloc.c.resource_provider_id.in_(_IDS))),
+    PreparedStatement(_TRAITS.where(rpt.c.resource_provider_id.in_(_IDS))),
+    PreparedStatement(_AGGREGATES.where(rpa.c.resource_provider_id.in_(_IDS))),
 )
 # IN lists are padded to a power of two (with an id no row has) so that only a handful of
 # statement shapes are ever compiled.

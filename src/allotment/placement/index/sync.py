@@ -22,12 +22,12 @@ import threading
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING
 
+from allotment.db.database import Database
 from allotment.placement.index import loader
 from allotment.placement.index.capacity import IndexState
 from allotment.placement.model import Inventory, Provider
 from allotment.placement.store import changes
 from allotment.placement.store.catalog import Catalog
-from allotment.placement.store.db import Database
 
 if TYPE_CHECKING:
     from allotment.placement.service import WriteTxn

@@ -8,24 +8,24 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from allotment.placement.store.sql import Prepared, insert_returning_id, many
+from allotment.db.prepared import PreparedStatement, insert_returning_id, many
 from allotment.placement.store.tables import placement_aggregates, resource_provider_aggregates
 
 agg = placement_aggregates
 rpa = resource_provider_aggregates
 
-_FOR_PROVIDER = Prepared(
+_FOR_PROVIDER = PreparedStatement(
     sa.select(agg.c.id, agg.c.uuid)
     .select_from(rpa.join(agg, agg.c.id == rpa.c.aggregate_id))
     .where(rpa.c.resource_provider_id == sa.bindparam("rp_id"))
     .order_by(agg.c.id)
 )
-_BY_UUIDS = Prepared(
+_BY_UUIDS = PreparedStatement(
     sa.select(agg.c.uuid, agg.c.id).where(agg.c.uuid.in_(sa.bindparam("uuids", expanding=True)))
 )
 _INSERT = insert_returning_id(agg)
-_ASSOCIATE = Prepared(rpa.insert())
-_DISSOCIATE = Prepared(
+_ASSOCIATE = PreparedStatement(rpa.insert())
+_DISSOCIATE = PreparedStatement(
     rpa.delete().where(
         rpa.c.resource_provider_id == sa.bindparam("rp_id"),
         rpa.c.aggregate_id.in_(sa.bindparam("agg_ids", expanding=True)),

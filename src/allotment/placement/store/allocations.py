@@ -31,13 +31,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from allotment import errors
+from allotment.db.database import RetryTransaction
+from allotment.db.prepared import PreparedStatement
 from allotment.placement.model import Allocation, Consumer, ConsumerWrite
 from allotment.placement.store import consumers as consumer_store
 from allotment.placement.store import providers as provider_store
 from allotment.placement.store.catalog import NameTable
 from allotment.placement.store.consumers import ConsumerRow
-from allotment.placement.store.db import RetryTransaction
-from allotment.placement.store.sql import Prepared
 from allotment.placement.store.tables import (
     allocations,
     consumers,
@@ -50,12 +50,12 @@ c = consumers
 inv = inventories
 rp = resource_providers
 
-_OF_CONSUMERS = Prepared(
+_OF_CONSUMERS = PreparedStatement(
     sa.select(a.c.consumer_id, a.c.resource_provider_id, a.c.resource_class_id, a.c.used)
     .where(a.c.consumer_id.in_(sa.bindparam("consumer_ids", expanding=True)))
     .order_by(a.c.id)
 )
-_PROVIDERS = Prepared(
+_PROVIDERS = PreparedStatement(
     sa.select(rp.c.uuid, rp.c.id).where(rp.c.uuid.in_(sa.bindparam("uuids", expanding=True)))
 )
 _USED = (
@@ -67,7 +67,7 @@ _USED = (
     .scalar_subquery()
 )
 # Inventory and current usage of the requested classes on the requested providers.
-_CAPACITY = Prepared(
+_CAPACITY = PreparedStatement(
     sa.select(
         inv.c.resource_provider_id,
         inv.c.resource_class_id,
@@ -83,16 +83,16 @@ _CAPACITY = Prepared(
         inv.c.resource_class_id.in_(sa.bindparam("rc_ids", expanding=True)),
     )
 )
-_DELETE_OF_CONSUMERS = Prepared(
+_DELETE_OF_CONSUMERS = PreparedStatement(
     a.delete().where(a.c.consumer_id.in_(sa.bindparam("consumer_ids", expanding=True)))
 )
-_INSERT = Prepared(a.insert())
-_BUMP = Prepared(
+_INSERT = PreparedStatement(a.insert())
+_BUMP = PreparedStatement(
     rp.update()
     .where(rp.c.id.in_(sa.bindparam("rp_ids", expanding=True)))
     .values(generation=rp.c.generation + 1, updated_at=sa.bindparam("now"))
 )
-_FOR_CONSUMER = Prepared(
+_FOR_CONSUMER = PreparedStatement(
     sa.select(
         rp.c.uuid,
         rp.c.generation,
@@ -109,7 +109,7 @@ _FOR_CONSUMER = Prepared(
     .where(c.c.uuid == sa.bindparam("uuid"))
     .order_by(a.c.id)
 )
-_FOR_PROVIDER = Prepared(
+_FOR_PROVIDER = PreparedStatement(
     sa.select(
         c.c.uuid,
         c.c.project_id,
@@ -125,13 +125,15 @@ _FOR_PROVIDER = Prepared(
     .where(a.c.resource_provider_id == sa.bindparam("rp_id"))
     .order_by(a.c.id)
 )
-_PROVIDER_USAGE = Prepared(
+_PROVIDER_USAGE = PreparedStatement(
     sa.select(inv.c.resource_class_id, _USED)
     .where(inv.c.resource_provider_id == sa.bindparam("rp_id"))
     .order_by(inv.c.resource_class_id)
 )
-_DELETE_BY_IDS = Prepared(a.delete().where(a.c.id.in_(sa.bindparam("ids", expanding=True))))
-_IDS_OF_CONSUMER = Prepared(
+_DELETE_BY_IDS = PreparedStatement(
+    a.delete().where(a.c.id.in_(sa.bindparam("ids", expanding=True)))
+)
+_IDS_OF_CONSUMER = PreparedStatement(
     sa.select(a.c.id, a.c.consumer_id, a.c.resource_provider_id, a.c.resource_class_id, a.c.used)
     .select_from(a.join(c, a.c.consumer_id == c.c.id))
     .where(c.c.uuid == sa.bindparam("uuid"))

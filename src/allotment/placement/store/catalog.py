@@ -17,8 +17,8 @@ import os_traits
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from allotment.db.database import Database, utcnow
 from allotment.placement.model import CUSTOM_PREFIX as CUSTOM_PREFIX
-from allotment.placement.store.db import Database, utcnow
 from allotment.placement.store.tables import consumer_types, resource_classes, traits
 
 

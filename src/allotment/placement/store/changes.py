@@ -20,21 +20,21 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from allotment.placement.store.db import utcnow
-from allotment.placement.store.sql import Prepared
+from allotment.db.database import utcnow
+from allotment.db.prepared import PreparedStatement
 from allotment.placement.store.tables import change_counter, change_log
 
 SCOPE_PROVIDERS = "providers"
 SCOPE_CATALOG = "catalog"
 
-_LOCK_COUNTER = Prepared(
+_LOCK_COUNTER = PreparedStatement(
     change_counter.update().where(change_counter.c.id == 1).values(seq=change_counter.c.seq + 1)
 )
 
 
-_LATEST = Prepared(sa.select(sa.func.coalesce(sa.func.max(change_log.c.seq), 0)))
-_APPEND = Prepared(change_log.insert())
-_APPEND_RETURNING = Prepared(change_log.insert().returning(change_log.c.seq))
+_LATEST = PreparedStatement(sa.select(sa.func.coalesce(sa.func.max(change_log.c.seq), 0)))
+_APPEND = PreparedStatement(change_log.insert())
+_APPEND_RETURNING = PreparedStatement(change_log.insert().returning(change_log.c.seq))
 
 
 @dataclass(frozen=True, slots=True)

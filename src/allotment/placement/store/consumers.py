@@ -14,19 +14,19 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from allotment.placement.store.sql import Prepared, insert_returning_id
+from allotment.db.prepared import PreparedStatement, insert_returning_id
 from allotment.placement.store.tables import consumers
 
 c = consumers
 _SELECT = sa.select(
     c.c.id, c.c.uuid, c.c.project_id, c.c.user_id, c.c.generation, c.c.consumer_type_id
 ).order_by(c.c.id)
-_BY_UUIDS = Prepared(_SELECT.where(c.c.uuid.in_(sa.bindparam("uuids", expanding=True))))
-_LOCK_BY_UUIDS = Prepared(
+_BY_UUIDS = PreparedStatement(_SELECT.where(c.c.uuid.in_(sa.bindparam("uuids", expanding=True))))
+_LOCK_BY_UUIDS = PreparedStatement(
     _SELECT.where(c.c.uuid.in_(sa.bindparam("uuids", expanding=True))).with_for_update()
 )
 _INSERT = insert_returning_id(c)
-_UPDATE = Prepared(
+_UPDATE = PreparedStatement(
     c.update()
     .where(c.c.id == sa.bindparam("consumer_id"), c.c.generation == sa.bindparam("expected"))
     .values(
@@ -37,7 +37,7 @@ _UPDATE = Prepared(
         updated_at=sa.bindparam("now"),
     )
 )
-_DELETE = Prepared(c.delete().where(c.c.id.in_(sa.bindparam("ids", expanding=True))))
+_DELETE = PreparedStatement(c.delete().where(c.c.id.in_(sa.bindparam("ids", expanding=True))))
 
 
 @dataclass(frozen=True, slots=True)

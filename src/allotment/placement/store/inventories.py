@@ -8,9 +8,9 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from allotment.db.prepared import PreparedStatement
 from allotment.placement.model import Inventory
 from allotment.placement.store.catalog import NameTable
-from allotment.placement.store.sql import Prepared
 from allotment.placement.store.tables import allocations, inventories
 
 inv = inventories
@@ -25,18 +25,18 @@ _COLUMNS = (
     inv.c.created_at,
     inv.c.updated_at,
 )
-_FOR_PROVIDER = Prepared(
+_FOR_PROVIDER = PreparedStatement(
     sa.select(*_COLUMNS)
     .where(inv.c.resource_provider_id == sa.bindparam("rp_id"))
     .order_by(inv.c.resource_class_id)
 )
-_USAGE = Prepared(
+_USAGE = PreparedStatement(
     sa.select(allocations.c.resource_class_id, sa.func.sum(allocations.c.used))
     .where(allocations.c.resource_provider_id == sa.bindparam("rp_id"))
     .group_by(allocations.c.resource_class_id)
 )
-_INSERT = Prepared(inv.insert())
-_UPDATE = Prepared(
+_INSERT = PreparedStatement(inv.insert())
+_UPDATE = PreparedStatement(
     inv.update()
     .where(
         inv.c.resource_provider_id == sa.bindparam("rp_id"),
@@ -52,7 +52,7 @@ _UPDATE = Prepared(
         updated_at=sa.bindparam("now"),
     )
 )
-_DELETE = Prepared(
+_DELETE = PreparedStatement(
     inv.delete().where(
         inv.c.resource_provider_id == sa.bindparam("rp_id"),
         inv.c.resource_class_id.in_(sa.bindparam("rc_ids", expanding=True)),

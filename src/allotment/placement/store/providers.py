@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from allotment import errors
+from allotment.db.prepared import PreparedStatement, insert_returning_id
 from allotment.placement.model import Provider
-from allotment.placement.store.sql import Prepared, insert_returning_id
 from allotment.placement.store.tables import (
     allocations,
     inventories,
@@ -42,28 +42,28 @@ _SELECT = sa.select(
 )
 
 
-_BY_UUID = Prepared(_SELECT.where(rp.c.uuid == sa.bindparam("uuid")))
-_BY_UUIDS = Prepared(_SELECT.where(rp.c.uuid.in_(sa.bindparam("uuids", expanding=True))))
-_BY_IDS = Prepared(_SELECT.where(rp.c.id.in_(sa.bindparam("ids", expanding=True))))
-_LOCK = Prepared(
+_BY_UUID = PreparedStatement(_SELECT.where(rp.c.uuid == sa.bindparam("uuid")))
+_BY_UUIDS = PreparedStatement(_SELECT.where(rp.c.uuid.in_(sa.bindparam("uuids", expanding=True))))
+_BY_IDS = PreparedStatement(_SELECT.where(rp.c.id.in_(sa.bindparam("ids", expanding=True))))
+_LOCK = PreparedStatement(
     sa.select(rp.c.id)
     .where(rp.c.id.in_(sa.bindparam("ids", expanding=True)))
     .order_by(rp.c.id)
     .with_for_update()
 )
-_BUMP = Prepared(
+_BUMP = PreparedStatement(
     rp.update()
     .where(rp.c.id == sa.bindparam("rp_id"), rp.c.generation == sa.bindparam("expected"))
     .values(generation=sa.bindparam("expected") + 1, updated_at=sa.bindparam("now"))
 )
 _INSERT = insert_returning_id(rp)
-_SET_OWN_ROOT = Prepared(
+_SET_OWN_ROOT = PreparedStatement(
     rp.update().where(rp.c.id == sa.bindparam("rp_id")).values(root_provider_id=rp.c.id)
 )
-_HAS_CHILDREN = Prepared(
+_HAS_CHILDREN = PreparedStatement(
     sa.select(rp.c.id).where(rp.c.parent_provider_id == sa.bindparam("rp_id")).limit(1)
 )
-_HAS_ALLOCATIONS = Prepared(
+_HAS_ALLOCATIONS = PreparedStatement(
     sa.select(allocations.c.id)
     .where(allocations.c.resource_provider_id == sa.bindparam("rp_id"))
     .limit(1)

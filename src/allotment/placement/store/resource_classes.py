@@ -9,8 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from allotment.db.prepared import PreparedStatement, insert_returning_id
 from allotment.placement.model import CatalogEntry
-from allotment.placement.store.sql import Prepared, insert_returning_id
 from allotment.placement.store.tables import allocations, inventories, resource_classes
 
 rc = resource_classes
@@ -18,32 +18,34 @@ _SELECT = sa.select(rc.c.id, rc.c.name, rc.c.created_at, rc.c.updated_at)
 
 # Standard classes get the lowest ids in os-resource-classes order, so id order lists them
 # first, as upstream does.
-_ALL = Prepared(_SELECT.order_by(rc.c.id))
-_BY_NAME = Prepared(_SELECT.where(rc.c.name == sa.bindparam("name")))
+_ALL = PreparedStatement(_SELECT.order_by(rc.c.id))
+_BY_NAME = PreparedStatement(_SELECT.where(rc.c.name == sa.bindparam("name")))
 # Taken by writers that change or remove a class, so a concurrent delete and an inventory
 # write on PostgreSQL/MySQL serialize on the row (SQLite's write lock already does).
-_LOCK_BY_NAME = Prepared(_SELECT.where(rc.c.name == sa.bindparam("name")).with_for_update())
+_LOCK_BY_NAME = PreparedStatement(
+    _SELECT.where(rc.c.name == sa.bindparam("name")).with_for_update()
+)
 # Taken by writers that add rows referring to custom classes (inventories, allocations):
 # a class delete, which locks the row for update first, waits for them or they see it gone.
-_SHARE_BY_IDS = Prepared(
+_SHARE_BY_IDS = PreparedStatement(
     sa.select(rc.c.id)
     .where(rc.c.id.in_(sa.bindparam("ids", expanding=True)))
     .order_by(rc.c.id)
     .with_for_update(read=True)
 )
 _INSERT = insert_returning_id(rc)
-_RENAME = Prepared(
+_RENAME = PreparedStatement(
     rc.update()
     .where(rc.c.id == sa.bindparam("rc_id"))
     .values(name=sa.bindparam("new_name"), updated_at=sa.bindparam("now"))
 )
-_DELETE = Prepared(rc.delete().where(rc.c.id == sa.bindparam("rc_id")))
-_IN_INVENTORY = Prepared(
+_DELETE = PreparedStatement(rc.delete().where(rc.c.id == sa.bindparam("rc_id")))
+_IN_INVENTORY = PreparedStatement(
     sa.select(inventories.c.id)
     .where(inventories.c.resource_class_id == sa.bindparam("rc_id"))
     .limit(1)
 )
-_IN_ALLOCATIONS = Prepared(
+_IN_ALLOCATIONS = PreparedStatement(
     sa.select(allocations.c.id)
     .where(allocations.c.resource_class_id == sa.bindparam("rc_id"))
     .limit(1)

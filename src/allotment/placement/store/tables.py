@@ -9,21 +9,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-metadata = sa.MetaData(
-    naming_convention={
-        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
-
-
-def _timestamps() -> list[sa.Column[object]]:
-    return [
-        sa.Column("created_at", sa.DateTime, nullable=False),
-        sa.Column("updated_at", sa.DateTime, nullable=True),
-    ]
-
+from allotment.db.metadata import metadata
+from allotment.db.metadata import timestamps as _timestamps
 
 resource_providers = sa.Table(
     "resource_providers",
@@ -149,19 +136,4 @@ change_log = sa.Table(
     # What changed: "providers", "catalog" (classes, traits), ...
     sa.Column("scope", sa.String(32), nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False, index=True),
-)
-
-auth_tokens = sa.Table(
-    "auth_tokens",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    # sha256 hex of the token; the token itself is never stored.
-    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
-    sa.Column("name", sa.Unicode(255), nullable=False),
-    sa.Column("user_id", sa.String(255), nullable=False),
-    sa.Column("project_id", sa.String(255), nullable=True),
-    # Comma-separated role names.
-    sa.Column("roles", sa.String(255), nullable=False),
-    sa.Column("created_at", sa.DateTime, nullable=False),
-    sa.Column("expires_at", sa.DateTime, nullable=True),
 )

@@ -9,39 +9,39 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from allotment.db.prepared import PreparedStatement, insert_returning_id, many
 from allotment.placement.model import CatalogEntry
-from allotment.placement.store.sql import Prepared, insert_returning_id, many
 from allotment.placement.store.tables import resource_provider_traits, traits
 
 t = traits
 rpt = resource_provider_traits
 _SELECT = sa.select(t.c.id, t.c.name, t.c.created_at, t.c.updated_at)
 
-_ALL = Prepared(_SELECT.order_by(t.c.id))
-_BY_NAME = Prepared(_SELECT.where(t.c.name == sa.bindparam("name")))
+_ALL = PreparedStatement(_SELECT.order_by(t.c.id))
+_BY_NAME = PreparedStatement(_SELECT.where(t.c.name == sa.bindparam("name")))
 # A trait being deleted is locked first; providers taking traits hold a shared lock on
 # them, so on PostgreSQL/MySQL a delete cannot slip in between the in-use check and an
 # association being added (SQLite's write lock already serializes both).
-_LOCK_BY_NAME = Prepared(_SELECT.where(t.c.name == sa.bindparam("name")).with_for_update())
-_SHARE_BY_NAMES = Prepared(
+_LOCK_BY_NAME = PreparedStatement(_SELECT.where(t.c.name == sa.bindparam("name")).with_for_update())
+_SHARE_BY_NAMES = PreparedStatement(
     _SELECT.where(t.c.name.in_(sa.bindparam("names", expanding=True)))
     .order_by(t.c.id)
     .with_for_update(read=True)
 )
 _INSERT = insert_returning_id(t)
-_DELETE = Prepared(t.delete().where(t.c.id == sa.bindparam("trait_id")))
+_DELETE = PreparedStatement(t.delete().where(t.c.id == sa.bindparam("trait_id")))
 
-_ASSOCIATED_IDS = Prepared(sa.select(rpt.c.trait_id).distinct())
-_IN_USE = Prepared(
+_ASSOCIATED_IDS = PreparedStatement(sa.select(rpt.c.trait_id).distinct())
+_IN_USE = PreparedStatement(
     sa.select(rpt.c.resource_provider_id).where(rpt.c.trait_id == sa.bindparam("trait_id")).limit(1)
 )
-_FOR_PROVIDER = Prepared(
+_FOR_PROVIDER = PreparedStatement(
     _SELECT.select_from(rpt.join(t, t.c.id == rpt.c.trait_id))
     .where(rpt.c.resource_provider_id == sa.bindparam("rp_id"))
     .order_by(t.c.id)
 )
-_ADD = Prepared(rpt.insert())
-_REMOVE = Prepared(
+_ADD = PreparedStatement(rpt.insert())
+_REMOVE = PreparedStatement(
     rpt.delete().where(
         rpt.c.resource_provider_id == sa.bindparam("rp_id"),
         rpt.c.trait_id.in_(sa.bindparam("trait_ids", expanding=True)),

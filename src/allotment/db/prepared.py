@@ -2,7 +2,7 @@
 
 SQLAlchemy Core builds and compiles every statement (so the SQL is right for SQLite,
 PostgreSQL and MySQL alike), but its per-execution machinery costs ~50 us a statement,
-which is most of a claim's budget. ``Prepared`` compiles a Core statement once per dialect
+which is most of a claim's budget. ``PreparedStatement`` compiles a Core statement once per dialect
 (including its bind and result type conversions) and then executes it directly on the
 DBAPI cursor of the connection SQLAlchemy manages, inside SQLAlchemy's transaction.
 Driver errors are re-raised as SQLAlchemy's, so callers handle one family of exceptions.
@@ -48,7 +48,7 @@ def _result_processor(type_: Any, dialect: Dialect) -> Processor:
         return None
 
 
-class Prepared:
+class PreparedStatement:
     """A Core statement compiled once per dialect, run on the raw DBAPI cursor."""
 
     __slots__ = ("_by_names", "_cache", "_expands", "statement")
@@ -216,20 +216,21 @@ class Prepared:
         return None if row is None else row[0]
 
 
-def insert_returning_id(table: sa.Table) -> Prepared:
-    """A prepared INSERT whose new primary key ``Prepared.insert`` returns on every backend."""
+def insert_returning_id(table: sa.Table) -> PreparedStatement:
+    """A prepared INSERT whose new primary key ``PreparedStatement.insert`` returns on every
+    backend."""
     stmt = table.insert()
-    return _InsertPrepared(stmt, stmt.returning(table.c.id))
+    return _InsertStatement(stmt, stmt.returning(table.c.id))
 
 
-class _InsertPrepared(Prepared):
+class _InsertStatement(PreparedStatement):
     """Uses RETURNING on PostgreSQL (no lastrowid there) and lastrowid elsewhere."""
 
     __slots__ = ("_returning",)
 
     def __init__(self, plain: ClauseElement, returning: ClauseElement) -> None:
         super().__init__(plain)
-        self._returning = Prepared(returning)
+        self._returning = PreparedStatement(returning)
 
     def insert(self, conn: Connection, params: Mapping[str, Any]) -> int:
         if conn.dialect.name == "postgresql":
@@ -237,6 +238,6 @@ class _InsertPrepared(Prepared):
         return super().insert(conn, params)
 
 
-def many(conn: Connection, statement: Prepared, rows: Iterable[Mapping[str, Any]]) -> None:
+def many(conn: Connection, statement: PreparedStatement, rows: Iterable[Mapping[str, Any]]) -> None:
     """Execute a statement once per parameter set (e.g. a multi-row insert)."""
     statement.execute_many(conn, list(rows))

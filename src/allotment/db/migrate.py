@@ -14,8 +14,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
+from allotment.db.database import Database
 from allotment.errors import ConfigError
-from allotment.placement.store.db import Database
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
