@@ -36,8 +36,10 @@ from allotment.db.database import Database, utcnow
 from allotment.periodic import PeriodicTask
 from allotment.placement.api.middleware import MicroversionMiddleware
 from allotment.placement.api.routes import build_router
+from allotment.placement.index.sync import CapacityIndex
 from allotment.placement.service import PlacementService
 from allotment.placement.store import changes
+from allotment.placement.store.catalog import Catalog
 from allotment.scheduler.api import SchedulerAPI
 from allotment.scheduler.host_manager import HostManager
 from allotment.scheduler.manager import SchedulerManager
@@ -144,8 +146,11 @@ def build_services(settings: Settings) -> Services:
     migrate.prepare(db)
     # Loading the plugins first: a bad filter or weigher name stops start-up here.
     pipeline = Pipeline.from_settings(settings)
+    catalog = Catalog(db)
     placement = PlacementService(
         db,
+        catalog,
+        index=CapacityIndex(db, catalog),
         randomize_candidates=settings.placement.randomize_allocation_candidates,
         max_candidates=settings.placement.max_allocation_candidates,
         all_permutations=settings.placement.allocation_candidate_permutations == "all",

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from allotment.app import Services
-from allotment.placement.service import WriteTxn
+from allotment.placement.store.unit_of_work import WriteTxn
 from tests.conftest import PlacementClient
 
 PROJECT = "6a1f4d0e-2b7a-4d65-9d0b-8f1f2e3a4b5c"
@@ -392,17 +392,17 @@ def test_writes_tell_listeners_the_exact_usage_deltas(
     consumer = str(uuid.uuid4())
     seen.clear()
     assert claim(client, consumer, {source: {"VCPU": 2, "DISK_GB": 10}}).status_code == 204
-    assert seen[-1].notes["usage_deltas"] == {(source_id, vcpu): 2, (source_id, disk): 10}
+    assert seen[-1].usage_deltas() == {(source_id, vcpu): 2, (source_id, disk): 10}
     assert seen[-1].touched == {source_id}
     assert claim(client, consumer, {target: {"VCPU": 1}}, generation=1).status_code == 204
-    assert seen[-1].notes["usage_deltas"] == {
+    assert seen[-1].usage_deltas() == {
         (source_id, vcpu): -2,
         (source_id, disk): -10,
         (target_id, vcpu): 1,
     }
     assert seen[-1].touched == {source_id, target_id}
     assert client.delete(f"/allocations/{consumer}").status_code == 204
-    assert seen[-1].notes["usage_deltas"] == {(target_id, vcpu): -1}
+    assert seen[-1].usage_deltas() == {(target_id, vcpu): -1}
     failed = len(seen)
     assert claim(client, consumer, {target: {"VCPU": 99}}).status_code == 409
     assert len(seen) == failed  # nothing committed, nothing announced

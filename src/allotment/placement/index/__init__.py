@@ -1,6 +1,2 @@
-"""The in-memory capacity index and its change-sequence sync (see ``capacity`` and ``sync``)."""
-
-from allotment.placement.index.capacity import IndexState
-from allotment.placement.index.sync import CapacityIndex
-
-__all__ = ["CapacityIndex", "IndexState"]
+"""The in-memory capacity index (``capacity``), how it is read from SQL (``loader``) and
+kept in step with the ledger (``sync.CapacityIndex``, a listener of the unit of work)."""

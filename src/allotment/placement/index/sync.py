@@ -1,9 +1,10 @@
 """Keeping one process's capacity index in step with the ledger.
 
 * At start-up (or when it fell too far behind) the index is built from every table.
-* After each write of this process, ``on_write`` applies the rows of the providers the write
-  touched, so this process's own writes show in its very next search. On SQLite the write
-  reads them itself before it commits (``note_facts``); elsewhere ``on_write`` re-reads them.
+* The index listens to the unit of work: after each write of this process, ``after_commit``
+  applies the rows of the providers the write touched, so this process's own writes show in
+  its very next search. On SQLite the write reads them itself before it commits
+  (``before_commit``); elsewhere ``after_commit`` re-reads them.
 * ``catch_up`` (run by a periodic task every ``index_poll_interval`` seconds) reads the change
   log from the last position applied and refreshes the providers other processes changed.
   If the log was pruned past that position, the index is rebuilt.
@@ -19,25 +20,22 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Collection, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Collection, Mapping
 
 from allotment.db.database import Database
+from allotment.placement.candidates import CandidateSet, Need, Query, collect, search
+from allotment.placement.candidates.explain import Step
+from allotment.placement.candidates.explain import explain as explain_query
+from allotment.placement.candidates.resolve import provider_mask
 from allotment.placement.index import loader
 from allotment.placement.index.capacity import IndexState
 from allotment.placement.model import Inventory, Provider
 from allotment.placement.store import changes
 from allotment.placement.store.catalog import Catalog
-
-if TYPE_CHECKING:
-    from allotment.placement.service import WriteTxn
+from allotment.placement.store.unit_of_work import InventoriesSet, ProviderCreated, WriteTxn
 
 LOG = logging.getLogger(__name__)
 _BATCH = 10000
-USAGE_DELTAS = "usage_deltas"  # WriteTxn.notes topic (see service.WriteTxn)
-# WriteTxn.notes topic: the complete rows of every provider the write touched, as of the
-# write's own change-log position (a loader.Facts whose seq on_write fills in).
-FACTS = "index_facts"
 
 
 class CapacityIndex:
@@ -51,7 +49,7 @@ class CapacityIndex:
         self.state = IndexState()
         self.seq = 0  # change-log position applied
         self.loaded = False
-        # Sequence numbers of this process's writes already applied by on_write.
+        # Sequence numbers of this process's writes already applied by after_commit.
         self._own: set[int] = set()
 
     def ensure_loaded(self) -> None:
@@ -95,33 +93,86 @@ class CapacityIndex:
                     self.loaded = False
                     raise
 
-    def note_facts(self, txn: WriteTxn) -> None:
-        """Inside a write transaction, before its change is recorded: read the rows of the
-        providers it touched on its own connection, so ``on_write`` need not open a snapshot
-        to read them again.
+    # -- locked queries (the only way in for callers: state and lock stay private) ------
 
-        Only on SQLite, where the transaction holds the database write lock, is what it reads
-        exactly the state at its change-log position; a READ COMMITTED read on PostgreSQL or
-        MySQL could miss a concurrent commit numbered before it, so there ``on_write``
-        re-reads in a snapshot.
-        """
-        if self.db.dialect != "sqlite" or not self.loaded or not txn.touched:
-            return
-        if USAGE_DELTAS not in txn.notes and FACTS not in txn.notes:
-            txn.notes[FACTS] = loader.read_providers(txn.conn, txn.touched)
+    def provider_ids_having(self, need: Need) -> set[int]:
+        """Ids of the providers that satisfy ``need`` on their own (``resources=`` etc.)."""
+        self.ensure_loaded()
+        with self.lock:
+            state = self.state
+            rows = provider_mask(state, need).nonzero()[0]
+            return set(state.ids[rows].tolist())
 
-    def note_inventories(
+    def candidates(
         self,
+        query: Query,
+        *,
+        class_name: Callable[[int], str],
+        trait_name: Callable[[int], str],
+    ) -> CandidateSet:
+        """The allocation candidates of ``query``, with summaries of the providers involved."""
+        self.ensure_loaded()
+        with self.lock:
+            state = self.state
+            found = search(state, query)
+            return collect(state, query, found, class_name=class_name, trait_name=trait_name)
+
+    def aggregate_members(self, aggregate_uuid: str) -> set[str]:
+        """Uuids of the providers in an aggregate."""
+        self.ensure_loaded()
+        with self.lock:
+            state = self.state
+            agg_id = state.agg_by_uuid.get(aggregate_uuid)
+            if agg_id is None:
+                return set()
+            return {str(u) for u in state.uuids[state.aggregate_rows([agg_id])]}
+
+    def explain(self, query: Query, trait_name: Callable[[int], str]) -> tuple[int, list[Step]]:
+        """Trees considered, then how many each constraint of ``query`` left."""
+        self.ensure_loaded()
+        with self.lock:
+            return explain_query(self.state, query, trait_name)
+
+    # -- the unit of work's listener ---------------------------------------------------
+
+    def before_commit(self, txn: WriteTxn) -> None:
+        """Inside a write transaction, before its change is recorded: note the rows of the
+        providers it touched, so ``after_commit`` need not open a snapshot to read them.
+
+        A created provider's rows are known on any backend. Otherwise only on SQLite, where
+        the transaction holds the database write lock, is what it reads on its own connection
+        exactly the state at its change-log position; a READ COMMITTED read on PostgreSQL or
+        MySQL could miss a concurrent commit numbered before it, so there ``after_commit``
+        re-reads in a snapshot. A write that only changed usage needs no rows (its deltas
+        are applied as they are).
+        """
+        facts = self._facts_of(txn)
+        if facts is not None:
+            txn.prepared[self] = facts
+
+    def _facts_of(self, txn: WriteTxn) -> loader.Facts | None:
+        only = txn.changes[0] if len(txn.changes) == 1 else None
+        if isinstance(only, ProviderCreated):
+            p = only.provider
+            return loader.Facts(providers=[(p.id, p.uuid, p.root_id, p.parent_id)])
+        if self.db.dialect != "sqlite" or not self.loaded or not txn.touched:
+            return None
+        if txn.usage_deltas() is not None:
+            return None
+        if isinstance(only, InventoriesSet) and only.inventories is not None:
+            return self._inventory_facts(txn, only.provider, only.inventories, only.used)
+        return loader.read_providers(txn.conn, txn.touched)
+
+    @staticmethod
+    def _inventory_facts(
         txn: WriteTxn,
         provider: Provider,
         inventories: Mapping[int, Inventory],
         used: Mapping[int, int],
-    ) -> None:
-        """Note the rows of a provider whose inventories a write set, from what the write
-        holds (its inventories by class id, and the usage it read), plus its traits and
-        aggregates read on the write's connection. SQLite only, as ``note_facts``."""
-        if self.db.dialect != "sqlite" or not self.loaded:
-            return
+    ) -> loader.Facts:
+        """The rows of a provider whose inventories a write set, from what the write holds
+        (its inventories by class id, and the usage it read), plus its traits and
+        aggregates read on the write's connection."""
         rp_id = provider.id
         facts = loader.read_links(txn.conn, rp_id)
         facts.providers = [(rp_id, provider.uuid, provider.root_id, provider.parent_id)]
@@ -139,27 +190,20 @@ class CapacityIndex:
             for rc_id, inv in inventories.items()
         ]
         facts.usages = [(rp_id, rc_id, amount) for rc_id, amount in used.items()]
-        txn.notes[FACTS] = facts
+        return facts
 
-    @staticmethod
-    def note_created(txn: WriteTxn, provider: Provider) -> None:
-        """Note the rows of the provider a write created (and did nothing else): it has no
-        inventory, usage, trait or aggregate yet, on any backend."""
-        row = (provider.id, provider.uuid, provider.root_id, provider.parent_id)
-        txn.notes[FACTS] = loader.Facts(providers=[row])
-
-    def on_write(self, txn: WriteTxn) -> None:
-        """Listener for this process's committed writes: apply the usage deltas a claim
-        noted, or the rows the write read, else re-read every touched provider."""
+    def after_commit(self, txn: WriteTxn) -> None:
+        """Apply this process's committed write: the usage deltas of a claim, or the rows
+        noted before commit, else re-read every touched provider."""
         if not self.loaded:
             return
-        deltas = txn.notes.get(USAGE_DELTAS)
-        facts = txn.notes.get(FACTS)
-        reread = set(txn.touched)
+        deltas = txn.usage_deltas()
+        facts = txn.prepared.get(self)
+        reread = txn.touched
         if deltas is not None:
             with self._refresh_lock, self.lock:
                 reread = self.state.add_usage(deltas, txn.seq)
-        elif facts is not None and self._apply_noted(facts, txn):
+        elif isinstance(facts, loader.Facts) and self._apply_noted(facts, txn):
             reread = set()
         self.refresh(reread)
         if txn.seq:
