@@ -4,24 +4,22 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
+from allotment.placement.api import microversion as mv
 from allotment.placement.api.http import PlacementRequest, newest, takes_json
 from allotment.placement.model import Provider
 from allotment.placement.schemas import aggregate as schemas
 
-FIRST = 1
-WITH_GENERATION = 19
-
 
 def _respond(req: PlacementRequest, provider: Provider, aggregates: list[str]) -> Response:
     body: dict[str, object] = {"aggregates": aggregates}
-    if req.mv.at_least(WITH_GENERATION):
+    if req.mv.at_least(mv.AGGREGATES_GENERATION):
         body["resource_provider_generation"] = provider.generation
     # Associations carry no useful time of their own, so (as upstream) the answer is "now".
     return req.respond(body, last_modified=newest([]))
 
 
 def get_aggregates(req: PlacementRequest) -> Response:
-    req.require_version(FIRST)
+    req.require_version(mv.PROVIDER_AGGREGATES)
     req.authorize("placement:resource_providers:aggregates:list")
     provider, aggregates = req.service.get_provider_aggregates(req.path_params["uuid"])
     return _respond(req, provider, aggregates)
@@ -29,12 +27,12 @@ def get_aggregates(req: PlacementRequest) -> Response:
 
 @takes_json
 def set_aggregates(req: PlacementRequest) -> Response:
-    req.require_version(FIRST)
+    req.require_version(mv.PROVIDER_AGGREGATES)
     req.authorize("placement:resource_providers:aggregates:update")
     uuid = req.path_params["uuid"]
     generation: int | None = None
     with req.provider_checked_first(uuid):
-        if req.mv.at_least(WITH_GENERATION):
+        if req.mv.at_least(mv.AGGREGATES_GENERATION):
             data = req.json(schemas.PUT_1_19)
             wanted, generation = data["aggregates"], data["resource_provider_generation"]
         else:

@@ -21,18 +21,13 @@ import orjson
 from starlette.responses import Response
 
 from allotment import errors
+from allotment.placement.api import microversion as mv
 from allotment.placement.api import params
 from allotment.placement.api.http import PlacementRequest, newest
 from allotment.placement.candidates import CandidateSet
 from allotment.placement.index.capacity import I64, IntArray
 from allotment.placement.schemas import allocation_candidate as schemas
 
-MIN_MINOR = 10
-DICT_ALLOCATIONS_MINOR = 12
-TRAITS_MINOR = 17
-ALL_RESOURCES_MINOR = 27
-TREES_MINOR = 29
-MAPPINGS_MINOR = 34
 UUID_LENGTH = 36
 
 
@@ -164,14 +159,14 @@ def _request_pieces(
     slots: list[int] = []
     pieces: list[str] = []
     text = ""
-    if minor >= DICT_ALLOCATIONS_MINOR:
+    if minor >= mv.DICT_ALLOCATIONS:
         text = '{"allocations":{'
         for i, (s, merged) in enumerate(resources.items()):
             pieces.append(text + ("," if i else "") + '"')
             slots.append(s)
             text = f'":{{"resources":{_raw_json(merged)}}}'
         text += "}"
-        if minor >= MAPPINGS_MINOR:
+        if minor >= mv.MAPPINGS:
             mapped: dict[str, list[int]] = {suffix: [] for suffix in cands.suffixes}
             for s, slot in enumerate(cands.slots):
                 if first[s] not in mapped[slot.suffix]:
@@ -203,10 +198,10 @@ def _provider_summaries(cands: CandidateSet, minor: int) -> bytes:
     count = len(cands.summary)
     if not count:
         return b"{}"
-    if minor < ALL_RESOURCES_MINOR or cands.row_cache is None:
+    if minor < mv.ALL_RESOURCES_SUMMARY or cands.row_cache is None:
         every = np.arange(count, dtype=I64)
         return ("{" + ",".join(_summary_fragments(cands, minor, every)) + "}").encode()
-    cache = cands.row_cache("summary-trees" if minor >= TREES_MINOR else "summary")
+    cache = cands.row_cache("summary-trees" if minor >= mv.NESTED_CANDIDATES else "summary")
     rows, versions = cands.summary_rows, cands.summary_versions
     fragments, stale = cache.lookup(rows, versions)
     if len(stale):
@@ -223,11 +218,11 @@ def _summary_fragments(cands: CandidateSet, minor: int, which: IntArray) -> list
     shown = [
         c
         for c, name in enumerate(cands.class_names)
-        if minor >= ALL_RESOURCES_MINOR or name in cands.requested
+        if minor >= mv.ALL_RESOURCES_SUMMARY or name in cands.requested
     ]
     has = cands.has_inventory[shown][:, which]
-    traits = minor >= TRAITS_MINOR
-    trees = minor >= TREES_MINOR
+    traits = minor >= mv.CANDIDATE_TRAITS
+    trees = minor >= mv.NESTED_CANDIDATES
     trait_set = cands.trait_set[which] if traits else np.zeros(count, I64)
     parent = cands.summary_parent[which]
     has_parent = (parent >= 0) & trees
@@ -274,7 +269,7 @@ def _summary_fragments(cands: CandidateSet, minor: int, which: IntArray) -> list
 
 
 def list_allocation_candidates(req: PlacementRequest) -> Response:
-    if not req.mv.at_least(MIN_MINOR):
+    if not req.mv.at_least(mv.ALLOCATION_CANDIDATES):
         raise errors.NotFound("The resource could not be found.")
     req.authorize("placement:allocation_candidates:list")
     schemas.list_query(req.mv.minor).validate(req.query_dict())

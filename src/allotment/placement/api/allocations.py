@@ -11,6 +11,7 @@ from typing import Any
 from starlette.responses import Response
 
 from allotment import errors
+from allotment.placement.api import microversion as mv
 from allotment.placement.api.http import PlacementRequest, newest, takes_json
 from allotment.placement.model import (
     INCOMPLETE_CONSUMER_ID,
@@ -34,13 +35,13 @@ def _for_consumer(req: PlacementRequest, found: list[Allocation]) -> dict[str, A
         )
         entry["resources"][alloc.resource_class] = alloc.used
     body: dict[str, Any] = {"allocations": by_provider}
-    if found and req.mv.at_least(12):
+    if found and req.mv.at_least(mv.DICT_ALLOCATIONS):
         consumer = found[0].consumer
         body["project_id"] = consumer.project_id
         body["user_id"] = consumer.user_id
-        if req.mv.at_least(28):
+        if req.mv.at_least(mv.CONSUMER_GENERATION):
             body["consumer_generation"] = consumer.generation
-        if req.mv.at_least(38):
+        if req.mv.at_least(mv.CONSUMER_TYPES):
             body["consumer_type"] = consumer.consumer_type or UNKNOWN_CONSUMER_TYPE
     return body
 
@@ -50,7 +51,7 @@ def _for_provider(req: PlacementRequest, found: list[Allocation]) -> dict[str, A
     for alloc in found:
         entry = by_consumer.setdefault(alloc.consumer.uuid, {"resources": {}})
         entry["resources"][alloc.resource_class] = alloc.used
-        if req.mv.at_least(28):
+        if req.mv.at_least(mv.CONSUMER_GENERATION):
             entry["consumer_generation"] = alloc.consumer.generation
     return {"allocations": by_consumer}
 
@@ -84,8 +85,8 @@ def _write(req: PlacementRequest, data: Mapping[str, Any], allocations: Any) -> 
         project_id=project_id,
         user_id=user_id or INCOMPLETE_CONSUMER_ID,
         generation=data.get("consumer_generation"),
-        check_generation=req.mv.at_least(28),
-        consumer_type=data.get("consumer_type") if req.mv.at_least(38) else None,
+        check_generation=req.mv.at_least(mv.CONSUMER_GENERATION),
+        consumer_type=data.get("consumer_type") if req.mv.at_least(mv.CONSUMER_TYPES) else None,
     )
 
 
@@ -119,7 +120,7 @@ def set_for_consumer(req: PlacementRequest) -> Response:
         raise errors.InvalidInput(f"Malformed consumer_uuid: {raw}")
     consumer_uuid = str(uuidlib.UUID(raw))
     data = req.json(schemas.put_schema(req.mv.minor))
-    if req.mv.at_least(12):
+    if req.mv.at_least(mv.DICT_ALLOCATIONS):
         allocations = _by_provider(data)
     else:
         allocations = {
@@ -132,7 +133,7 @@ def set_for_consumer(req: PlacementRequest) -> Response:
 
 
 def set_for_consumers(req: PlacementRequest) -> Response:
-    if not req.mv.at_least(13):
+    if not req.mv.at_least(mv.POST_ALLOCATIONS):
         raise errors.NotFound(NOT_FOUND)
     req.check_content_type()
     req.authorize("placement:allocations:manage")

@@ -30,8 +30,6 @@ from allotment.web import JSON, accepts_json, dumps, error_response, http_date, 
 
 LOG = logging.getLogger(__name__)
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-ERROR_CODE_MINOR = 23  # error bodies carry "code" from 1.23
-LAST_MODIFIED_MINOR = 15  # last-modified and cache-control from 1.15
 
 
 def newest(times: Iterable[datetime | None]) -> datetime:
@@ -127,7 +125,7 @@ class PlacementRequest:
 
     @property
     def wants_last_modified(self) -> bool:
-        return self.mv.at_least(LAST_MODIFIED_MINOR)
+        return self.mv.at_least(microversion.LAST_MODIFIED)
 
     def respond(
         self,
@@ -188,7 +186,7 @@ def endpoint(handler: Handler) -> Endpoint:
             return error_response(
                 exc,
                 request_id=req.context.request_id,
-                with_code=req.mv.at_least(ERROR_CODE_MINOR),
+                with_code=req.mv.at_least(microversion.ERROR_CODES),
                 method=req.method,
                 content_type=getattr(exc, "media_type", ""),
                 accept=request.headers.get("accept"),

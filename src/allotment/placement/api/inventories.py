@@ -7,6 +7,7 @@ from typing import Any
 from starlette.responses import Response
 
 from allotment import errors
+from allotment.placement.api import microversion as mv
 from allotment.placement.api.http import PlacementRequest, newest, takes_json
 from allotment.placement.api.resource_providers import provider_url
 from allotment.placement.model import Inventory, Provider
@@ -43,8 +44,12 @@ def _inventory(
     fields = {k: data[k] for k in FIELDS if k in data}
     inventory = Inventory(name, **fields)
     # From 1.26 reserved may equal total (a provider whose whole capacity is set aside).
-    if inventory.capacity < 0 or (inventory.capacity == 0 and not req.mv.at_least(26)):
-        relation = "greater than" if req.mv.at_least(26) else "greater than or equal to"
+    if inventory.capacity < 0 or (
+        inventory.capacity == 0 and not req.mv.at_least(mv.EMPTY_INVENTORY)
+    ):
+        relation = (
+            "greater than" if req.mv.at_least(mv.EMPTY_INVENTORY) else "greater than or equal to"
+        )
         raise _CapacityError(
             f"Invalid inventory for '{name}' on resource provider '{provider_uuid}'. "
             f"The reserved value is {relation} total."
@@ -161,7 +166,7 @@ def delete_inventory(req: PlacementRequest) -> Response:
 
 
 def delete_inventories(req: PlacementRequest) -> Response:
-    if not req.mv.at_least(5):
+    if not req.mv.at_least(mv.DELETE_ALL_INVENTORIES):
         raise errors.MethodNotAllowed(
             "The method specified is not allowed for this resource.", ["GET", "PUT"]
         )

@@ -14,19 +14,13 @@ import uuid
 from collections.abc import Iterable, Sequence
 
 from allotment import errors
+from allotment.placement.api import microversion
 from allotment.placement.api.microversion import Microversion
 from allotment.placement.model import CandidateRequest, RequestGroup
 from allotment.placement.schemas import is_uuid_like
 
 Query = Sequence[tuple[str, str]]
 
-FORBIDDEN_TRAITS_MINOR = 22  # "!TRAIT" in required
-MULTI_MEMBER_OF_MINOR = 24  # member_of may repeat
-FORBIDDEN_AGGREGATES_MINOR = 32  # "!agg" and "!in:" in member_of
-VERBOSE_SUFFIX_MINOR = 33  # suffixes beyond numbers
-SAME_SUBTREE_MINOR = 36  # resourceless groups, no orphan checks
-ANY_TRAITS_MINOR = 39  # "in:" in required, and required may repeat
-NESTED_AWARE_MINOR = 29
 
 _GROUP_KEYS = "resources|required|member_of|in_tree"
 _KEY = re.compile(rf"^({_GROUP_KEYS})([1-9][0-9]*)?$")
@@ -112,14 +106,14 @@ def traits_param(
     values: Sequence[str], mv: Microversion
 ) -> tuple[tuple[frozenset[str], ...], frozenset[str]]:
     """All values of one ``required[$S]`` key; before 1.39 only the last one counts."""
-    allow_any = mv.at_least(ANY_TRAITS_MINOR)
+    allow_any = mv.at_least(microversion.ANY_TRAITS)
     if not allow_any:
         values = values[-1:]
     required: list[frozenset[str]] = []
     forbidden: set[str] = set()
     for value in values:
         any_of, nots = parse_traits(
-            value, allow_forbidden=mv.at_least(FORBIDDEN_TRAITS_MINOR), allow_any=allow_any
+            value, allow_forbidden=mv.at_least(microversion.FORBIDDEN_TRAITS), allow_any=allow_any
         )
         required += any_of
         forbidden |= nots
@@ -155,7 +149,7 @@ def member_of_param(
     values: Sequence[str], suffix: str, mv: Microversion
 ) -> tuple[tuple[frozenset[str], ...], frozenset[str]]:
     """All values of one ``member_of[$S]`` key: any-of sets (ANDed) and forbidden uuids."""
-    if not mv.at_least(MULTI_MEMBER_OF_MINOR) and len(values) > 1:
+    if not mv.at_least(microversion.MULTI_MEMBER_OF) and len(values) > 1:
         raise _bad(f"Multiple member_of{suffix} parameters are not supported")
     required: list[frozenset[str]] = []
     forbidden: set[str] = set()
@@ -164,7 +158,7 @@ def member_of_param(
         if any_of:
             required.append(frozenset(_canonical_uuid(u) for u in any_of))
         if nots:
-            if not mv.at_least(FORBIDDEN_AGGREGATES_MINOR):
+            if not mv.at_least(microversion.FORBIDDEN_AGGREGATES):
                 raise _bad(
                     f"Forbidden member_of{suffix} parameters are not supported in the "
                     "specified microversion"
@@ -214,7 +208,7 @@ def request_groups(
     query: Query, mv: Microversion, same_subtrees: Sequence[frozenset[str]] = ()
 ) -> tuple[RequestGroup, ...]:
     """The request groups of a query, in the order their first key appears."""
-    pattern = _KEY_1_33 if mv.at_least(VERBOSE_SUFFIX_MINOR) else _KEY
+    pattern = _KEY_1_33 if mv.at_least(microversion.VERBOSE_SUFFIXES) else _KEY
     builders: dict[str, _GroupBuilder] = {}
     seen: set[str] = set()
     for key, value in query:
@@ -236,11 +230,11 @@ def request_groups(
                     values_of(query, key), suffix, mv
                 )
     groups = [b.build() for b in builders.values()]
-    if mv.at_least(SAME_SUBTREE_MINOR):
+    if mv.at_least(microversion.SAME_SUBTREE):
         _check_resourceless(groups, same_subtrees)
     else:
         _check_orphans(groups)
-    if mv.at_least(FORBIDDEN_TRAITS_MINOR):
+    if mv.at_least(microversion.FORBIDDEN_TRAITS):
         _check_conflicts(groups)
     return tuple(groups)
 
@@ -359,5 +353,5 @@ def candidate_request(query: Query, mv: Microversion) -> CandidateRequest:
         root_required=root_required,
         root_forbidden=root_forbidden,
         same_subtrees=tuple(same_subtrees),
-        nested_aware=mv.at_least(NESTED_AWARE_MINOR),
+        nested_aware=mv.at_least(microversion.NESTED_CANDIDATES),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from allotment import errors
+from allotment.placement.api import microversion as mv
 from allotment.placement.api.allocations import NOT_FOUND, write_errors
 from allotment.placement.api.http import PlacementRequest
 from allotment.placement.api.inventories import FIELDS
@@ -13,7 +14,7 @@ from allotment.placement.schemas import reshaper as schemas
 
 
 def reshape(req: PlacementRequest) -> Response:
-    if not req.mv.at_least(30):
+    if not req.mv.at_least(mv.RESHAPER):
         raise errors.NotFound(NOT_FOUND)
     req.check_content_type()
     req.authorize("placement:reshaper:reshape")
@@ -35,7 +36,7 @@ def reshape(req: PlacementRequest) -> Response:
             project_id=body["project_id"],
             user_id=body["user_id"],
             generation=body["consumer_generation"],
-            consumer_type=body.get("consumer_type") if req.mv.at_least(38) else None,
+            consumer_type=body.get("consumer_type") if req.mv.at_least(mv.CONSUMER_TYPES) else None,
         )
         for uuid, body in data["allocations"].items()
     }

@@ -7,12 +7,10 @@ from typing import Any
 from starlette.responses import Response
 
 from allotment import errors
+from allotment.placement.api import microversion as mv
 from allotment.placement.api.http import PlacementRequest, newest
 from allotment.placement.model import CatalogEntry
 from allotment.placement.schemas import resource_class as schemas
-
-FIRST = 2  # resource classes appear in 1.2
-BODILESS_PUT = 7  # PUT renames through a body up to 1.6; from 1.7 it creates or confirms
 
 
 def resource_class_url(name: str) -> str:
@@ -24,7 +22,7 @@ def serialize(entry: CatalogEntry) -> dict[str, Any]:
 
 
 def list_resource_classes(req: PlacementRequest) -> Response:
-    req.require_version(FIRST)
+    req.require_version(mv.RESOURCE_CLASSES)
     req.authorize("placement:resource_classes:list")
     found = req.service.list_resource_classes()
     body = {"resource_classes": [serialize(rc) for rc in found]}
@@ -32,7 +30,7 @@ def list_resource_classes(req: PlacementRequest) -> Response:
 
 
 def create_resource_class(req: PlacementRequest) -> Response:
-    req.require_version(FIRST)
+    req.require_version(mv.RESOURCE_CLASSES)
     req.authorize("placement:resource_classes:create")
     name = schemas.validate_name(req.json())["name"]
     try:
@@ -43,15 +41,15 @@ def create_resource_class(req: PlacementRequest) -> Response:
 
 
 def get_resource_class(req: PlacementRequest) -> Response:
-    req.require_version(FIRST)
+    req.require_version(mv.RESOURCE_CLASSES)
     req.authorize("placement:resource_classes:show")
     entry = req.service.get_resource_class(req.path_params["name"])
     return req.respond(serialize(entry), last_modified=entry.modified)
 
 
 def update_resource_class(req: PlacementRequest) -> Response:
-    req.require_version(FIRST)
-    if req.mv.at_least(BODILESS_PUT):
+    req.require_version(mv.RESOURCE_CLASSES)
+    if req.mv.at_least(mv.BODILESS_CLASS_PUT):
         return _ensure_resource_class(req)
     req.authorize("placement:resource_classes:update")
     name = req.path_params["name"]
@@ -75,7 +73,7 @@ def _ensure_resource_class(req: PlacementRequest) -> Response:
 
 
 def delete_resource_class(req: PlacementRequest) -> Response:
-    req.require_version(FIRST)
+    req.require_version(mv.RESOURCE_CLASSES)
     req.authorize("placement:resource_classes:delete")
     try:
         req.service.delete_resource_class(req.path_params["name"])

@@ -7,6 +7,7 @@ from typing import Any
 from starlette.responses import Response
 
 from allotment import errors
+from allotment.placement.api import microversion as mv
 from allotment.placement.api import params
 from allotment.placement.api.http import PlacementRequest, newest, takes_json
 from allotment.placement.model import Provider, RequestGroup
@@ -21,11 +22,11 @@ def provider_url(uuid: str) -> str:
 def _links(req: PlacementRequest, provider: Provider) -> list[dict[str, str]]:
     url = provider_url(provider.uuid)
     rels = ["inventories", "usages"]
-    if req.mv.at_least(1):
+    if req.mv.at_least(mv.PROVIDER_AGGREGATES):
         rels.append("aggregates")
-    if req.mv.at_least(6):
+    if req.mv.at_least(mv.TRAITS):
         rels.append("traits")
-    if req.mv.at_least(11):
+    if req.mv.at_least(mv.ALLOCATIONS_LINK):
         rels.append("allocations")
     return [{"rel": "self", "href": url}] + [{"rel": r, "href": f"{url}/{r}"} for r in rels]
 
@@ -37,7 +38,7 @@ def serialize(req: PlacementRequest, provider: Provider) -> dict[str, Any]:
         "generation": provider.generation,
         "links": _links(req, provider),
     }
-    if req.mv.at_least(14):
+    if req.mv.at_least(mv.NESTED_PROVIDERS):
         data["parent_provider_uuid"] = provider.parent_uuid
         data["root_provider_uuid"] = provider.root_uuid
     return data
@@ -46,12 +47,12 @@ def serialize(req: PlacementRequest, provider: Provider) -> dict[str, Any]:
 @takes_json
 def create_resource_provider(req: PlacementRequest) -> Response:
     req.authorize("placement:resource_providers:create")
-    data = req.json(schemas.POST_1_14 if req.mv.at_least(14) else schemas.POST)
+    data = req.json(schemas.POST_1_14 if req.mv.at_least(mv.NESTED_PROVIDERS) else schemas.POST)
     provider = req.service.create_provider(
         name=data["name"], uuid=data.get("uuid"), parent_uuid=data.get("parent_provider_uuid")
     )
     location = {"location": req.url(provider_url(provider.uuid))}
-    if req.mv.at_least(20):
+    if req.mv.at_least(mv.CREATE_RETURNS_PROVIDER):
         return req.respond(
             serialize(req, provider), last_modified=provider.modified, headers=location
         )
@@ -107,12 +108,12 @@ def update_resource_provider(req: PlacementRequest) -> Response:
     req.authorize("placement:resource_providers:update")
     uuid = req.path_params["uuid"]
     req.service.get_provider(uuid)  # 404 before body errors, as upstream
-    data = req.json(schemas.PUT_1_14 if req.mv.at_least(14) else schemas.PUT)
+    data = req.json(schemas.PUT_1_14 if req.mv.at_least(mv.NESTED_PROVIDERS) else schemas.PUT)
     provider = req.service.update_provider(
         uuid,
         name=data["name"],
         parent_uuid=data.get("parent_provider_uuid", UNSET),
-        allow_reparenting=req.mv.at_least(37),
+        allow_reparenting=req.mv.at_least(mv.REPARENTING),
     )
     return req.respond(serialize(req, provider), last_modified=provider.modified)
 

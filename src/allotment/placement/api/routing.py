@@ -10,7 +10,8 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from allotment import errors
-from allotment.placement.api.http import ERROR_CODE_MINOR, Endpoint, mv_or_min
+from allotment.placement.api import microversion as mv
+from allotment.placement.api.http import Endpoint, mv_or_min
 from allotment.web import error_response
 
 _PARAM = re.compile(r"\{(\w+)\}")
@@ -60,7 +61,7 @@ class Router:
         response = error_response(
             exc,
             request_id=ctx.request_id,
-            with_code=mv_or_min(scope).at_least(ERROR_CODE_MINOR),
+            with_code=mv_or_min(scope).at_least(mv.ERROR_CODES),
             method=method,
             accept=accept,
         )

@@ -5,11 +5,10 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from allotment import errors
+from allotment.placement.api import microversion as mv
 from allotment.placement.api.http import PlacementRequest, newest
 from allotment.placement.model import CatalogEntry, Provider
 from allotment.placement.schemas import trait as schemas
-
-FIRST = 6  # traits appear in 1.6
 
 INVALID_NAME = (
     "The trait is invalid. A valid trait must be no longer than 255 characters, start with the "
@@ -52,14 +51,14 @@ def _list_filters(req: PlacementRequest) -> dict[str, object]:
 
 
 def list_traits(req: PlacementRequest) -> Response:
-    req.require_version(FIRST)
+    req.require_version(mv.TRAITS)
     req.authorize("placement:traits:list")
     found = req.service.list_traits(**_list_filters(req))
     return req.respond({"traits": _names(found)}, last_modified=newest(t.modified for t in found))
 
 
 def get_trait(req: PlacementRequest) -> Response:
-    req.require_version(FIRST)
+    req.require_version(mv.TRAITS)
     req.authorize("placement:traits:show")
     entry = req.service.get_trait(req.path_params["name"])
     return req.respond(None, 204, last_modified=entry.created_at)
@@ -67,7 +66,7 @@ def get_trait(req: PlacementRequest) -> Response:
 
 def put_trait(req: PlacementRequest) -> Response:
     """Create the custom trait named in the path (201), or confirm it exists (204)."""
-    req.require_version(FIRST)
+    req.require_version(mv.TRAITS)
     req.authorize("placement:traits:update")
     name = req.path_params["name"]
     if not schemas.is_custom_name(name):
@@ -82,7 +81,7 @@ def put_trait(req: PlacementRequest) -> Response:
 
 
 def delete_trait(req: PlacementRequest) -> Response:
-    req.require_version(FIRST)
+    req.require_version(mv.TRAITS)
     req.authorize("placement:traits:delete")
     req.service.delete_trait(req.path_params["name"])
     return req.respond(None, 204)
@@ -96,7 +95,7 @@ def _provider_traits(
 
 
 def get_provider_traits(req: PlacementRequest) -> Response:
-    req.require_version(FIRST)
+    req.require_version(mv.TRAITS)
     req.authorize("placement:resource_providers:traits:list")
     uuid = req.path_params["uuid"]
     try:
@@ -109,7 +108,7 @@ def get_provider_traits(req: PlacementRequest) -> Response:
 
 
 def set_provider_traits(req: PlacementRequest) -> Response:
-    req.require_version(FIRST)
+    req.require_version(mv.TRAITS)
     req.authorize("placement:resource_providers:traits:update")
     data = req.json(schemas.SET_FOR_PROVIDER)
     provider, found = req.service.set_provider_traits(
@@ -119,7 +118,7 @@ def set_provider_traits(req: PlacementRequest) -> Response:
 
 
 def delete_provider_traits(req: PlacementRequest) -> Response:
-    req.require_version(FIRST)
+    req.require_version(mv.TRAITS)
     req.authorize("placement:resource_providers:traits:delete")
     req.service.set_provider_traits(req.path_params["uuid"], [], generation=None)
     return req.respond(None, 204)

@@ -7,6 +7,7 @@ from typing import Any
 from starlette.responses import Response
 
 from allotment import errors
+from allotment.placement.api import microversion as mv
 from allotment.placement.api.allocations import NOT_FOUND
 from allotment.placement.api.http import PlacementRequest, newest
 from allotment.placement.schemas import usage as schemas
@@ -27,11 +28,11 @@ def list_for_provider(req: PlacementRequest) -> Response:
 
 
 def totals(req: PlacementRequest) -> Response:
-    if not req.mv.at_least(9):
+    if not req.mv.at_least(mv.USAGES):
         raise errors.NotFound(NOT_FOUND)
     query = req.query_dict()
     req.authorize("placement:usages", {"project_id": query.get("project_id", "")})
-    by_type = req.mv.at_least(38)
+    by_type = req.mv.at_least(mv.CONSUMER_TYPES)
     (schemas.QUERY_1_38 if by_type else schemas.QUERY_1_9).validate(query)
     found = req.service.get_total_usages(
         query["project_id"],
