@@ -141,11 +141,6 @@ class Database:
                     statement, (), exc, sqlite3.Error, dialect=conn.dialect
                 ) from exc
 
-    @property
-    def locks_rows(self) -> bool:
-        """True where writers must lock provider rows themselves (not SQLite's global lock)."""
-        return self.dialect != "sqlite"
-
     def _pinned(self, kind: str) -> Connection | None:
         """This thread's long-lived connection of ``kind``, or None if it is busy (nested use).
 

@@ -63,9 +63,6 @@ class PlacementRequest:
             )
         return self._query
 
-    def query_values(self, name: str) -> list[str]:
-        return [value for key, value in self.query if key == name]
-
     def query_dict(self) -> dict[str, str]:
         """Last value wins, as upstream's schema checks see the query."""
         return dict(self.query)

@@ -176,14 +176,6 @@ class IndexState:
             out |= (self.traits[word, :n] & np.uint64(mask)) != 0
         return out
 
-    def has_trait(self, trait_id: int, rows: IntArray) -> BoolArray:
-        bit = self.trait_bit.get(trait_id)
-        if bit is None:
-            return np.zeros(len(rows), bool)
-        word = self.traits[bit // 64, rows]
-        found: BoolArray = (word & np.uint64(1 << (bit % 64))) != 0
-        return found
-
     def aggregate_rows(self, agg_ids: Iterable[int]) -> IntArray:
         """Rows of the providers in any of the aggregates (sorted, unique)."""
         parts = []

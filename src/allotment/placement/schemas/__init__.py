@@ -7,6 +7,7 @@ match upstream's while valid requests pay microseconds.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -14,6 +15,8 @@ import fastjsonschema
 import jsonschema
 
 from allotment.errors import InvalidInput
+
+LOG = logging.getLogger(__name__)
 
 
 def is_uuid_like(value: object) -> bool:
@@ -45,8 +48,15 @@ class Schema:
     def validate(self, document: Any) -> Any:
         try:
             self._fast(document)
-        except fastjsonschema.JsonSchemaException:
+        except fastjsonschema.JsonSchemaException as fast_error:
             error = jsonschema.exceptions.best_match(self._slow.iter_errors(document))
             if error is not None:
                 raise InvalidInput(f"{self.prefix}: {error}") from None
+            # The two validators disagree (e.g. a format only the fast one checks): the
+            # document is still refused, with the fast validator's reason.
+            LOG.warning(
+                "schema validators disagree: fastjsonschema rejects (%s), jsonschema accepts",
+                fast_error,
+            )
+            raise InvalidInput(f"{self.prefix}: {fast_error}") from None
         return document

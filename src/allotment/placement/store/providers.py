@@ -43,7 +43,6 @@ _SELECT = sa.select(
 
 
 _BY_UUID = PreparedStatement(_SELECT.where(rp.c.uuid == sa.bindparam("uuid")))
-_BY_UUIDS = PreparedStatement(_SELECT.where(rp.c.uuid.in_(sa.bindparam("uuids", expanding=True))))
 _BY_IDS = PreparedStatement(_SELECT.where(rp.c.id.in_(sa.bindparam("ids", expanding=True))))
 _LOCK = PreparedStatement(
     sa.select(rp.c.id)
@@ -84,13 +83,6 @@ def require(conn: Connection, uuid: str) -> Provider:
     if found is None:
         raise errors.NotFound(f"No resource provider with uuid {uuid} found")
     return found
-
-
-def get_by_uuids(conn: Connection, uuids: Collection[str]) -> dict[str, Provider]:
-    if not uuids:
-        return {}
-    rows = _BY_UUIDS.rows(conn, {"uuids": list(uuids)})
-    return {p.uuid: p for p in map(_provider, rows)}
 
 
 def get_by_ids(conn: Connection, ids: Collection[int]) -> dict[int, Provider]:
