@@ -26,6 +26,7 @@ from allotment.context import RequestContext
 from allotment.placement.api import microversion
 from allotment.placement.api.microversion import Microversion
 from allotment.placement.schemas import Schema
+from allotment.placement.service import PlacementService
 from allotment.web import JSON, accepts_json, dumps, error_response, http_date, status_of
 
 LOG = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class PlacementRequest:
         self.context: RequestContext = state["context"]
         self.mv: Microversion = state["microversion"]
         self.path_params: dict[str, str] = raw.scope.get("path_params", {})
-        self.service = raw.app.state.placement
+        self.service: PlacementService = raw.app.state.placement
         self._query: list[tuple[str, str]] | None = None
 
     @property

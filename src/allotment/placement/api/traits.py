@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from starlette.responses import Response
 
 from allotment import errors
@@ -24,10 +26,16 @@ def _names(found: list[CatalogEntry]) -> list[str]:
     return [t.name for t in found]
 
 
-def _list_filters(req: PlacementRequest) -> dict[str, object]:
+class _ListFilters(TypedDict, total=False):
+    names: list[str]
+    prefix: str
+    associated: bool
+
+
+def _list_filters(req: PlacementRequest) -> _ListFilters:
     """``name=in:A,B`` / ``name=startswith:PREFIX`` and ``associated=true|false``."""
     query = schemas.LIST_QUERY.validate(req.query_dict())
-    filters: dict[str, object] = {}
+    filters: _ListFilters = {}
     if "name" in query:
         op, sep, value = query["name"].partition(":")
         if not sep:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from allotment.placement.index.loader import Facts, Snapshot
+from allotment.placement.index.loader import Facts, IndexRead
 from allotment.placement.index.rowcache import RowCache, next_version
 
 I64 = np.int64
@@ -393,7 +393,7 @@ class IndexState:
         self.free[:, rows] = cap - self.used[:, rows]
 
     @classmethod
-    def build(cls, snap: Snapshot) -> IndexState:
+    def build(cls, snap: IndexRead) -> IndexState:
         """A state holding exactly ``snap`` (every provider), built with array operations."""
         n = len(snap.ids)
         rc_ids = np.union1d(snap.inventories[:, 1], snap.usages[:, 1]).tolist()

@@ -127,7 +127,7 @@ def _convert(facts: Facts, raw: list[list[tuple[Any, ...]]]) -> None:
 
 
 @dataclass
-class Snapshot:
+class IndexRead:
     """Every provider as arrays (what the index is built from at start-up), ordered by
     provider id. Read in chunks, so building never holds all rows as Python objects."""
 
@@ -158,7 +158,7 @@ def _matrix(conn: Connection, stmt: sa.Select[Any], width: int) -> npt.NDArray[n
     return np.concatenate(parts) if parts else np.zeros((0, width))
 
 
-def read_all(db: Database) -> Snapshot:
+def read_all(db: Database) -> IndexRead:
     """Every provider. The change-log position is read first, so any later write is
     replayed by the poller (refreshing is idempotent)."""
     with snapshot(db) as conn:
@@ -179,7 +179,7 @@ def read_all(db: Database) -> Snapshot:
             int(agg_id): canonical_uuid(str(uuid))
             for agg_id, uuid in conn.execute(sa.select(agg.c.id, agg.c.uuid))
         }
-        return Snapshot(
+        return IndexRead(
             seq=seq,
             ids=np.array(ids, dtype=np.int64),
             uuids=uuids,
