@@ -43,6 +43,11 @@ class InvalidInput(AllotmentError):
     """The request is malformed or asks for something impossible (HTTP 400)."""
 
 
+class ValidatorsDisagree(InvalidInput):
+    """The fast schema validator refused a document that jsonschema accepts (still a 400;
+    a caller that knows the case may word it better)."""
+
+
 class NotFound(AllotmentError):
     """A named object does not exist (HTTP 404)."""
 

@@ -14,7 +14,7 @@ from typing import Any
 import fastjsonschema
 import jsonschema
 
-from allotment.errors import InvalidInput
+from allotment.errors import InvalidInput, ValidatorsDisagree
 
 LOG = logging.getLogger(__name__)
 
@@ -58,5 +58,5 @@ class Schema:
                 "schema validators disagree: fastjsonschema rejects (%s), jsonschema accepts",
                 fast_error,
             )
-            raise InvalidInput(f"{self.prefix}: {fast_error}") from None
+            raise ValidatorsDisagree(f"{self.prefix}: {fast_error}") from None
         return document

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from allotment.errors import InvalidInput
+from allotment.errors import InvalidInput, ValidatorsDisagree
 from allotment.placement.schemas import Schema
 
 # Only custom classes can be created or renamed through the API.
@@ -24,8 +24,14 @@ NAME = Schema(_NAME)
 def validate_name(data: Any) -> Any:
     """Check a ``{"name": ...}`` document; also refuses the trailing newline that the
     pattern's ``$`` lets through, so no class name ever carries a line break."""
-    NAME.validate(data)
-    name = data["name"]
-    if name.endswith("\n"):
-        raise InvalidInput(f"JSON does not validate: {name!r} does not match {CUSTOM_PATTERN!r}")
-    return data
+    try:
+        return NAME.validate(data)
+    except ValidatorsDisagree:
+        # fastjsonschema's "$" does not match before a final newline, jsonschema's does:
+        # word that refusal as the pattern mismatch it is.
+        name = data["name"]
+        if not name.endswith("\n"):
+            raise
+        raise InvalidInput(
+            f"JSON does not validate: {name!r} does not match {CUSTOM_PATTERN!r}"
+        ) from None
