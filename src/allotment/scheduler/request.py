@@ -30,6 +30,13 @@ class Flavor(_Model):
     ephemeral_gb: int = Field(0, ge=0)
     swap: int = Field(0, ge=0)
     extra_specs: dict[str, str] = Field(default_factory=dict)
+    # Nova's Flavor extras: carried for filters and the answer, not used to decide yet.
+    flavorid: str | None = None
+    rxtx_factor: float | None = None
+    vcpu_weight: int | None = None
+    is_public: bool = True
+    disabled: bool = False
+    description: str | None = None
 
     @field_validator("extra_specs", mode="before")
     @classmethod
@@ -50,10 +57,22 @@ class Image(_Model):
     min_ram: int = 0
     min_disk: int = 0
     properties: dict[str, Any] = Field(default_factory=dict)
+    # Nova's ImageMeta extras (Glance's image record).
+    status: str | None = None
+    visibility: str | None = None
+    owner: str | None = None
+    size: int | None = None
+    virtual_size: int | None = None
+    checksum: str | None = None
+    protected: bool | None = None
+    tags: list[str] = Field(default_factory=list)
 
 
 class InstanceGroup(_Model):
     uuid: str | None = None
+    name: str | None = None
+    project_id: str | None = None
+    user_id: str | None = None
     policy: GroupPolicy
     rules: dict[str, int] = Field(default_factory=dict)
     members: list[str] = Field(default_factory=list)
@@ -64,11 +83,115 @@ class InstanceGroup(_Model):
         return int(self.rules.get("max_server_per_host", 1))
 
 
+class Cell(_Model):
+    """A Nova cell, by uuid and name; never its transport URL or database connection."""
+
+    uuid: str
+    name: str | None = None
+
+
 class Destination(_Model):
     host: str | None = None
     node: str | None = None
+    cell: Cell | None = None
     # Nova's Destination.aggregates: each item is a comma-separated any-of list; items AND.
     aggregates: list[str] = Field(default_factory=list)
+    # Providers in these aggregates must not be used (Nova's isolate_aggregates).
+    forbidden_aggregates: list[str] = Field(default_factory=list)
+    allow_cross_cell_move: bool = False
+
+
+class InstanceNumaCell(_Model):
+    """One guest NUMA cell Nova computed from the flavor and image (InstanceNUMACell)."""
+
+    id: int = Field(ge=0)
+    cpuset: list[int] = Field(default_factory=list)
+    pcpuset: list[int] = Field(default_factory=list)
+    cpuset_reserved: list[int] | None = None
+    memory: int = Field(ge=0)
+    pagesize: int | None = None
+    cpu_policy: str | None = None
+    cpu_thread_policy: str | None = None
+
+
+class InstanceNumaTopology(_Model):
+    cells: list[InstanceNumaCell] = Field(default_factory=list)
+    emulator_threads_policy: str | None = None
+
+
+class PciRequest(_Model):
+    """One of the instance's PCI requests (InstancePCIRequest): an alias or a port's."""
+
+    count: int = Field(ge=1)
+    spec: list[dict[str, str | None]] = Field(default_factory=list)
+    alias_name: str | None = None
+    request_id: str | None = None
+    requester_id: str | None = None
+    numa_policy: str | None = None
+
+
+class RequestGroup(_Model):
+    """A granular request group from a Neutron port or a Cyborg device profile."""
+
+    requester_id: str | None = None
+    use_same_provider: bool = True
+    resources: dict[str, int] = Field(default_factory=dict)
+    required_traits: list[str] = Field(default_factory=list)
+    forbidden_traits: list[str] = Field(default_factory=list)
+    # Each inner list is an any-of set of aggregate uuids; the lists AND.
+    aggregates: list[list[str]] = Field(default_factory=list)
+    forbidden_aggregates: list[str] = Field(default_factory=list)
+    provider_uuids: list[str] = Field(default_factory=list)
+    in_tree: str | None = None
+
+
+class RequestLevelParams(_Model):
+    root_required: list[str] = Field(default_factory=list)
+    root_forbidden: list[str] = Field(default_factory=list)
+    same_subtree: list[list[str]] = Field(default_factory=list)
+
+
+class NetworkRequest(_Model):
+    network_id: str | None = None
+    address: str | None = None
+    port_id: str | None = None
+    pci_request_id: str | None = None
+    tag: str | None = None
+    arq_uuid: str | None = None
+    device_profile: str | None = None
+
+
+class NetworkMetadata(_Model):
+    """The physical networks the instance's ports use, and whether any is tunneled."""
+
+    physnets: list[str] = Field(default_factory=list)
+    tunneled: bool = False
+
+
+class RetryHost(_Model):
+    host: str
+    nodename: str | None = None
+
+
+class SchedulerRetry(_Model):
+    """Nova's SchedulerRetries: attempts so far and the hosts already tried."""
+
+    num_attempts: int = Field(0, ge=0)
+    hosts: list[RetryHost] = Field(default_factory=list)
+
+
+class NumaLimits(_Model):
+    cpu_allocation_ratio: float
+    ram_allocation_ratio: float
+
+
+class Limits(_Model):
+    """Nova's SchedulerLimits as the caller sent them."""
+
+    numa_topology: NumaLimits | None = None
+    vcpu: int | None = None
+    disk_gb: int | None = None
+    memory_mb: int | None = None
 
 
 class RequestSpec(_Model):
@@ -85,6 +208,18 @@ class RequestSpec(_Model):
     requested_destination: Destination | None = None
     # Boot from volume: the root disk is not local, so DISK_GB excludes root_gb.
     is_bfv: bool = False
+    # The rest of Nova's RequestSpec, carried so every door sees the same request.
+    instance_uuid: str | None = None
+    num_instances: int = Field(1, ge=1)
+    numa_topology: InstanceNumaTopology | None = None
+    pci_requests: list[PciRequest] = Field(default_factory=list)
+    requested_resources: list[RequestGroup] = Field(default_factory=list)
+    request_level_params: RequestLevelParams | None = None
+    requested_networks: list[NetworkRequest] = Field(default_factory=list)
+    network_metadata: NetworkMetadata | None = None
+    retry: SchedulerRetry | None = None
+    limits: Limits | None = None
+    security_groups: list[str] = Field(default_factory=list)
 
     @property
     def image_properties(self) -> dict[str, Any]:
