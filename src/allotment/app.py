@@ -12,6 +12,7 @@ import os
 import signal
 import threading
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import FrameType
@@ -186,6 +187,17 @@ def build_services(settings: Settings) -> Services:
             else None
         ),
     )
+    scheduler = SchedulerManager(settings, host_manager, pipeline, client)
+    background.append(HostCacheTasks(host_manager, settings.scheduler.periodic_interval))
+    if settings.nova.config_file is not None:
+        # Imported only when asked for: oslo.messaging is not free to import, and it
+        # pulls in eventlet, which warns on import although nothing here uses it.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from allotment.scheduler.nova.rpc import NovaRpcServer
+
+        # Started after the host cache, stopped before it.
+        background.append(NovaRpcServer(settings, scheduler, host_manager))
     return Services(
         settings=settings,
         db=db,
@@ -195,11 +207,8 @@ def build_services(settings: Settings) -> Services:
         host_manager=host_manager,
         pipeline=pipeline,
         placement_client=client,
-        scheduler=SchedulerManager(settings, host_manager, pipeline, client),
-        background=[
-            *background,
-            HostCacheTasks(host_manager, settings.scheduler.periodic_interval),
-        ],
+        scheduler=scheduler,
+        background=background,
     )
 
 

@@ -46,6 +46,13 @@ def _parser() -> argparse.ArgumentParser:
         "ALLOTMENT_PLACEMENT_CLIENT__TOKEN or [placement_client] token_file)",
     )
 
+    serve.add_argument(
+        "--nova-config",
+        metavar="FILE",
+        help="also serve Nova's scheduler RPC API on the transport this nova.conf names "
+        "(same as [nova] config_file)",
+    )
+
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     upgrade = db_sub.add_parser("upgrade", help="run schema migrations up to the latest")
@@ -88,9 +95,15 @@ def _settings(args: argparse.Namespace) -> Settings:
         placement_client["url"] = args.placement_url
     if getattr(args, "placement_token", None):
         placement_client["token"] = args.placement_token
+    nova = {"config_file": args.nova_config} if getattr(args, "nova_config", None) else {}
     return load_settings(
         args.config,
-        {"server": server, "database": database, "placement_client": placement_client},
+        {
+            "server": server,
+            "database": database,
+            "placement_client": placement_client,
+            "nova": nova,
+        },
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+import uuid as uuidlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -252,6 +253,34 @@ class PciConfig(Section):
         return value
 
 
+class NovaConfig(Section):
+    """``[nova]``: serve Nova's scheduler RPC API next to the HTTP APIs.
+
+    ``config_file`` is the operator's nova.conf: its ``[DEFAULT] transport_url`` (and
+    ``[oslo_messaging_rabbit]`` options) say where the RPC server listens. No file: no
+    RPC server.
+    """
+
+    config_file: Path | None = None
+    # The cell every Selection names until host state comes from Nova's databases (then
+    # each host's cell mapping does): a single-cell deployment's cell1 uuid
+    # (``nova-manage cell_v2 list_cells``).
+    cell_uuid: str | None = None
+    # The RPC server's name (Nova's [DEFAULT] host); empty: nova.conf's host, else the
+    # machine's host name.
+    host: str = ""
+
+    @field_validator("cell_uuid")
+    @classmethod
+    def _cell_uuid(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return str(uuidlib.UUID(value))
+        except ValueError:
+            raise ValueError(f"{value!r} is not a UUID") from None
+
+
 class LoggingConfig(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     access_log: bool = False
@@ -273,6 +302,7 @@ class Settings(Section):
     filter_scheduler: FilterSchedulerConfig = Field(default_factory=FilterSchedulerConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     pci: PciConfig = Field(default_factory=PciConfig)
+    nova: NovaConfig = Field(default_factory=NovaConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @property

@@ -16,6 +16,9 @@ class RequestContext:
     project_id: str | None = None
     roles: frozenset[str] = frozenset()
     request_id: str = field(default_factory=new_request_id)
+    # The id of the whole operation across services (OpenStack's global_request_id), when
+    # the caller sent one.
+    global_request_id: str | None = None
     # "system" scope for keystone-style system-scoped tokens, else None (project scope).
     system_scope: str | None = None
     # Set by noauth mode; shown in logs so nobody mistakes a dev server for a secured one.

@@ -1,0 +1,336 @@
+"""End to end: Nova 34's own SchedulerAPI calls ``allotment serve --nova-config`` over the
+machine's RabbitMQ (a vhost of the test's own), and placement's allocations afterwards
+show what was claimed."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import LiveServer
+from tests.fleet import SCHEDULER, Fleet
+from tests.integration.nova.conftest import NovaDriver
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
+
+CELL = "3d6ea4a4-3a2b-4d5e-9a8b-6f1c2d3e4f50"
+
+
+def flavor(vcpus: int = 2, memory_mb: int = 2048, root_gb: int = 10) -> dict[str, Any]:
+    return {
+        "$obj": "Flavor",
+        "name": f"f{vcpus}",
+        "flavorid": str(vcpus),
+        "vcpus": vcpus,
+        "memory_mb": memory_mb,
+        "root_gb": root_gb,
+        "ephemeral_gb": 0,
+        "swap": 0,
+        "extra_specs": {},
+    }
+
+
+def spec(vcpus: int = 2, **fields: Any) -> dict[str, Any]:
+    return {
+        "$obj": "RequestSpec",
+        "project_id": "p1",
+        "user_id": "u1",
+        "flavor": flavor(vcpus),
+        "num_instances": 1,
+        "is_bfv": False,
+        "scheduler_hints": {},
+        **fields,
+    }
+
+
+def context(**extra: Any) -> dict[str, Any]:
+    return {
+        "user_id": "u1",
+        "project_id": "p1",
+        "roles": ["member", "reader"],
+        "request_id": f"req-{uuid.uuid4()}",
+        "global_request_id": f"req-{uuid.uuid4()}",
+        **extra,
+    }
+
+
+class Cloud:
+    def __init__(
+        self, server: LiveServer, fleet: Fleet, nova: NovaDriver, url: str, database: Path
+    ) -> None:
+        self.server, self.fleet, self.nova, self.url = server, fleet, nova, url
+        self.database = database
+
+    def rpc(
+        self,
+        *calls: dict[str, Any],
+        upgrade_level: str | None = None,
+        rpc_response_timeout: int = 30,
+    ) -> list[Any]:
+        request = {
+            "transport_url": self.url,
+            "upgrade_level": upgrade_level,
+            "rpc_response_timeout": rpc_response_timeout,
+            "calls": calls,
+        }
+        answers: list[Any] = self.nova.run(request, timeout=180)
+        return answers
+
+    def log(self) -> str:
+        return self.server.log_path.read_text()
+
+
+@pytest.fixture
+def cloud(tmp_path: Path, rabbit_url: str, nova_python: Path) -> Iterator[Cloud]:
+    nova_conf = tmp_path / "nova.conf"
+    nova_conf.write_text(f"[DEFAULT]\ntransport_url = {rabbit_url}\nhost = sched-test\n")
+    settings = tmp_path / "allotment.toml"
+    settings.write_text(f'[nova]\ncell_uuid = "{CELL}"\n[scheduler]\nmax_attempts = 3\n')
+    database = tmp_path / "live.sqlite"
+    server = LiveServer(
+        f"sqlite:///{database}",
+        tmp_path / "state",
+        "--config",
+        str(settings),
+        "--nova-config",
+        str(nova_conf),
+    )
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            fleet = Fleet(http)
+            for name in ("h1", "h2", "h3"):
+                fleet.host(name, vcpus=8, ram=16384, disk=200)
+            nova = NovaDriver(nova_python, "scheduler_rpc.py")
+            yield Cloud(server, fleet, nova, rabbit_url, database)
+    finally:
+        server.stop()
+
+
+def selections(answer: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    assert "result" in answer, answer
+    return [[s["fields"] for s in choices] for choices in answer["result"]]
+
+
+def test_nova_boots_one_instance_with_alternates(cloud: Cloud) -> None:
+    instance = str(uuid.uuid4())
+    ctx = context()
+    (answer,) = cloud.rpc(
+        {
+            "method": "select_destinations",
+            "context": ctx,
+            "spec": spec(instance_uuid=instance),
+            "instance_uuids": [instance],
+            "return_objects": True,
+            "return_alternates": True,
+        }
+    )
+    ((chosen, *alternates),) = selections(answer)
+    assert chosen["service_host"] in {"h1", "h2", "h3"}
+    assert chosen["cell_uuid"] == CELL and chosen["availability_zone"] == "nova"
+    assert chosen["allocation_request_version"] == "1.36"
+    host = cloud.fleet.hosts[chosen["service_host"]]
+    assert chosen["compute_node_uuid"] == host.uuid
+    claimed = json.loads(chosen["allocation_request"])
+    held = cloud.fleet.allocations(instance)
+    assert {rp: a["resources"] for rp, a in held.items()} == {
+        rp: a["resources"] for rp, a in claimed["allocations"].items()
+    }
+    assert held[host.uuid]["resources"] == {"VCPU": 2, "MEMORY_MB": 2048, "DISK_GB": 10}
+    # max_attempts 3: two alternates, other hosts, unclaimed, each with its own request.
+    assert len(alternates) == 2
+    assert {a["service_host"] for a in alternates} == {"h1", "h2", "h3"} - {host.name}
+    for alternate in alternates:
+        assert cloud.fleet.usages(alternate["service_host"]) == {
+            "VCPU": 0,
+            "MEMORY_MB": 0,
+            "DISK_GB": 0,
+        }
+        assert (
+            alternate["compute_node_uuid"]
+            in json.loads(alternate["allocation_request"])["allocations"]
+        )
+    # The caller's ids reach our log (the request id on the line, the global one in it).
+    log = cloud.log()
+    assert ctx["request_id"] in log and ctx["global_request_id"] in log
+
+
+def test_nova_boots_n_instances_and_each_is_claimed(cloud: Cloud) -> None:
+    instances = [str(uuid.uuid4()) for _ in range(5)]
+    (answer,) = cloud.rpc(
+        {
+            "method": "select_destinations",
+            "context": context(),
+            "spec": spec(vcpus=4, num_instances=5),
+            "instance_uuids": instances,
+            "return_objects": True,
+            "return_alternates": True,
+        }
+    )
+    found = selections(answer)
+    assert len(found) == 5
+    used = {name: cloud.fleet.usages(name)["VCPU"] for name in ("h1", "h2", "h3")}
+    assert sum(used.values()) == 20 and max(used.values()) <= 8
+    for instance, (chosen, *alternates) in zip(instances, found, strict=True):
+        held = cloud.fleet.allocations(instance)
+        assert list(held) == [chosen["compute_node_uuid"]]
+        assert held[chosen["compute_node_uuid"]]["resources"]["VCPU"] == 4
+        assert chosen["service_host"] not in {a["service_host"] for a in alternates}
+
+
+def test_no_valid_host_arrives_as_novas_exception_with_our_reason(cloud: Cloud) -> None:
+    instance = str(uuid.uuid4())
+    ctx = context()
+    (answer,) = cloud.rpc(
+        {
+            "method": "select_destinations",
+            "context": ctx,
+            "spec": spec(vcpus=64),
+            "instance_uuids": [instance],
+            "return_objects": True,
+            "return_alternates": True,
+        }
+    )
+    error = answer["error"]
+    assert "NoValidHost" in error["nova_class"], error
+    assert "NovaException" in error["nova_class"]
+    message = error["message"]
+    assert message.startswith("No valid host was found"), message
+    assert "VCPU" in message and "\n" not in message.strip()
+    assert cloud.fleet.allocations(instance) == {}
+    # The full explanation is logged at INFO under the caller's request id.
+    lines = [line for line in cloud.log().splitlines() if "no valid host:" in line]
+    assert lines and ctx["request_id"] in lines[-1] and '"stages"' in lines[-1]
+
+
+def test_a_pinned_conductor_gets_host_dicts(cloud: Cloud) -> None:
+    """[upgrade_levels] scheduler = pike (4.4): claims made, dicts back; ocata (4.3): no
+    instance uuids, nothing claimed."""
+    instance = str(uuid.uuid4())
+    (pike,) = cloud.rpc(
+        {
+            "method": "select_destinations",
+            "context": context(),
+            "spec": spec(),
+            "instance_uuids": [instance],
+        },
+        upgrade_level="pike",
+    )
+    (host_dict,) = pike["result"]
+    assert set(host_dict) == {"host", "nodename", "limits"}
+    node = cloud.fleet.hosts[host_dict["host"]].uuid
+    assert cloud.fleet.allocations(instance)[node]["resources"]["VCPU"] == 2
+    (ocata,) = cloud.rpc(
+        {"method": "select_destinations", "context": context(), "spec": spec(num_instances=2)},
+        upgrade_level="ocata",
+    )
+    assert len(ocata["result"]) == 2
+    assert sum(cloud.fleet.usages(name)["VCPU"] for name in ("h1", "h2", "h3")) == 2
+
+
+def _wait_for(check: Any, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+def test_the_fanout_casts_feed_the_host_cache(cloud: Cloud) -> None:
+    agg = str(uuid.uuid4())
+    aggregate = {
+        "$obj": "Aggregate",
+        "id": 7,
+        "uuid": agg,
+        "name": "zone-a",
+        "hosts": ["h1"],
+        "metadata": {"availability_zone": "az-a"},
+    }
+    members = [str(uuid.uuid4()), str(uuid.uuid4())]
+    cloud.rpc(
+        {"method": "update_aggregates", "context": context(), "aggregates": [aggregate]},
+        {
+            "method": "update_instance_info",
+            "context": context(),
+            "host_name": "h2",
+            "instance_info": {
+                "$obj": "InstanceList",
+                "objects": [{"$obj": "Instance", "uuid": u, "project_id": "p1"} for u in members],
+            },
+        },
+    )
+
+    def hosts() -> dict[str, Any]:
+        listed = cloud.fleet.call("GET", f"{SCHEDULER}/hosts", to=cloud.fleet.http).json()
+        return {h["host"]: h for h in listed["hosts"]}
+
+    assert _wait_for(lambda: hosts()["h1"]["aggregates"] and hosts()["h2"]["instances"] == 2)
+    instance = str(uuid.uuid4())
+    (answer,) = cloud.rpc(
+        {
+            "method": "select_destinations",
+            "context": context(),
+            "spec": spec(availability_zone="az-a"),
+            "instance_uuids": [instance],
+            "return_objects": True,
+            "return_alternates": False,
+        }
+    )
+    ((chosen,),) = selections(answer)
+    assert (chosen["service_host"], chosen["availability_zone"]) == ("h1", "az-a")
+    cloud.rpc(
+        {"method": "delete_aggregate", "context": context(), "aggregate": aggregate},
+        {
+            "method": "delete_instance_info",
+            "context": context(),
+            "host_name": "h2",
+            "instance_uuid": members[0],
+        },
+        {
+            "method": "sync_instance_info",
+            "context": context(),
+            "host_name": "h2",
+            "instance_uuids": [],
+        },
+    )
+    assert _wait_for(lambda: not hosts()["h1"]["aggregates"] and hosts()["h2"]["instances"] == 0)
+
+
+def test_a_call_longer_than_the_call_monitor_timeout_is_kept_alive(cloud: Cloud) -> None:
+    """Nova sends ``call_monitor_timeout = rpc_response_timeout`` (2 s here): without the
+    server's heartbeats its client gives up after 2 s. The claim waits on a database
+    write lock held for 6 s, so the call takes longer than that and must still answer."""
+    instance = str(uuid.uuid4())
+    call = {
+        "method": "select_destinations",
+        "context": context(),
+        "spec": spec(),
+        "instance_uuids": [instance],
+        "return_objects": True,
+        "return_alternates": False,
+    }
+    answers: list[Any] = []
+    blocker = sqlite3.connect(cloud.database, isolation_level=None, timeout=30)
+    blocker.execute("BEGIN IMMEDIATE")  # the claim's transaction waits behind this one
+    started = time.monotonic()
+    caller = threading.Thread(
+        target=lambda: answers.extend(cloud.rpc(call, rpc_response_timeout=2))
+    )
+    caller.start()
+    time.sleep(6)
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    caller.join(120)
+    elapsed = time.monotonic() - started
+    (answer,) = answers
+    ((chosen,),) = selections(answer)
+    assert elapsed > 6 and chosen["compute_node_uuid"] in cloud.fleet.allocations(instance)
