@@ -78,6 +78,7 @@ class Cloud:
     ) -> list[Any]:
         request = {
             "transport_url": self.url,
+            "placement_url": self.server.url,
             "upgrade_level": upgrade_level,
             "rpc_response_timeout": rpc_response_timeout,
             "calls": calls,
@@ -334,3 +335,42 @@ def test_a_call_longer_than_the_call_monitor_timeout_is_kept_alive(cloud: Cloud)
     (answer,) = answers
     ((chosen,),) = selections(answer)
     assert elapsed > 6 and chosen["compute_node_uuid"] in cloud.fleet.allocations(instance)
+
+
+def test_nova_reclaims_an_alternate_with_its_own_claim_resources(cloud: Cloud) -> None:
+    """A failed build: the claim on the chosen host is dropped and conductor claims the
+    first alternate with Nova's ``claim_resources`` at the version the Selection names.
+    The same alternate at 1.39 (allotment's HTTP default) fails: Nova sends no
+    consumer_type."""
+    instance = str(uuid.uuid4())
+    boot = {
+        "method": "select_destinations",
+        "context": context(),
+        "spec": spec(instance_uuid=instance),
+        "instance_uuids": [instance],
+        "return_objects": True,
+        "return_alternates": True,
+    }
+    (answer,) = cloud.rpc(boot)
+    ((chosen, alternate, *_),) = selections(answer)
+    cloud.fleet.call("DELETE", f"/allocations/{instance}", expect=204)
+
+    def claim(version: str) -> dict[str, Any]:
+        (claimed,) = cloud.rpc(
+            {
+                "method": "claim_resources",
+                "context": context(),
+                "spec": spec(instance_uuid=instance),
+                "instance_uuid": instance,
+                "allocation_request": alternate["allocation_request"],
+                "allocation_request_version": version,
+            }
+        )
+        return dict(claimed)
+
+    assert claim("1.39") == {"result": False}
+    assert cloud.fleet.allocations(instance) == {}
+    assert claim(alternate["allocation_request_version"]) == {"result": True}
+    held = cloud.fleet.allocations(instance)
+    assert list(held) == [alternate["compute_node_uuid"]] != [chosen["compute_node_uuid"]]
+    assert held[alternate["compute_node_uuid"]]["resources"]["VCPU"] == 2

@@ -3,7 +3,9 @@
 from a nova.conf as ``nova.config.parse_args`` does for conductor.
 
 Reads one JSON object on stdin: ``{"transport_url", "upgrade_level" (optional),
-"rpc_response_timeout" (optional), "calls": [...]}``; each call is
+"rpc_response_timeout" (optional), "placement_url" (optional), "calls": [...]}``; each
+call is (``claim_resources``: Nova's own ``scheduler.utils.claim_resources``, as conductor
+claims an alternate)
 ``{"method", "context": {...}, ...arguments}``, objects as ``novaobj`` builds them. Writes
 one JSON list: per call ``{"result": ...}`` (Selections read back as JSON) or
 ``{"error": {"class", "module", "message"}}``.
@@ -15,7 +17,8 @@ import sys
 import tempfile
 
 from nova import config, context, exception, objects
-from nova.scheduler import rpcapi
+from nova.scheduler import rpcapi, utils
+from nova.scheduler.client import report
 from novaobj import build, read
 
 
@@ -25,6 +28,14 @@ def conf_file(request):
     lines.append("long_rpc_timeout = 120")
     if request.get("upgrade_level"):
         lines += ["[upgrade_levels]", f"scheduler = {request['upgrade_level']}"]
+    if request.get("placement_url"):
+        # As nova.conf points Nova's report client at a Placement without Keystone.
+        lines += [
+            "[placement]",
+            "auth_type = admin_token",
+            "token = admin",
+            f"endpoint = {request['placement_url']}",
+        ]
     handle, path = tempfile.mkstemp(suffix=".conf")
     with os.fdopen(handle, "w") as out:
         out.write("\n".join(lines) + "\n")
@@ -41,6 +52,16 @@ def call(api, item):
             item.get("instance_uuids"),
             return_objects=item.get("return_objects", False),
             return_alternates=item.get("return_alternates", False),
+        )
+    if method == "claim_resources":
+        # What conductor does with an alternate when a build is rescheduled.
+        return utils.claim_resources(
+            ctxt,
+            report.report_client_singleton(),
+            build(item["spec"]),
+            item["instance_uuid"],
+            json.loads(item["allocation_request"]),
+            allocation_request_version=item["allocation_request_version"],
         )
     arguments = {k: build(v) for k, v in item.items() if k not in ("method", "context")}
     getattr(api, method)(ctxt, **arguments)
