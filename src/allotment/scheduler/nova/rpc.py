@@ -30,7 +30,7 @@ import logging
 import socket
 import threading
 import uuid as uuidlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -186,8 +186,8 @@ class SchedulerEndpoint:
         found = self.manager.select_destinations(
             ctx, spec, instance_uuids, return_alternates=return_alternates
         )
-        cell = self._cell(spec)
-        return [[self._selection(s, cell) for s in choices] for choices in found]
+        cell, zone = self._cell(spec), self._zones()
+        return [[self._selection(s, cell, zone) for s in choices] for choices in found]
 
     def _unclaimed(self, ctx: RequestContext, spec: Any) -> list[list[objects.NovaSelection]]:
         """4.3: where each of ``num_instances`` would go, claiming nothing."""
@@ -231,7 +231,7 @@ class SchedulerEndpoint:
             "no cell to name in the Selection: set [nova] cell_uuid to the cell of the hosts"
         )
 
-    def _zones(self) -> Any:
+    def _zones(self) -> Callable[[str], str | None]:
         """compute node uuid -> its availability zone (as Nova's Selection names it)."""
         snapshot = self.hosts.snapshot()
         default = self.settings.scheduler.default_availability_zone
@@ -245,7 +245,9 @@ class SchedulerEndpoint:
 
         return zone
 
-    def _selection(self, selection: Selection, cell: str) -> objects.NovaSelection:
+    def _selection(
+        self, selection: Selection, cell: str, zone: Callable[[str], str | None]
+    ) -> objects.NovaSelection:
         return objects.NovaSelection(
             service_host=selection.host,
             nodename=selection.nodename,
@@ -254,7 +256,7 @@ class SchedulerEndpoint:
             allocation_request=selection.allocation_request.to_dict(),
             allocation_request_version=NOVA_ALLOCATION_REQUEST_VERSION,
             limits=selection.limits,
-            availability_zone=self._zones()(selection.compute_node_uuid),
+            availability_zone=zone(selection.compute_node_uuid),
         )
 
     # -- the fanout casts ------------------------------------------------------------------
