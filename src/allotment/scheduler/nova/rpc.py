@@ -25,12 +25,11 @@ answered by oslo.messaging's RPC server with heartbeats while a call runs.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import socket
 import threading
 import uuid as uuidlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +37,9 @@ import orjson
 import oslo_messaging
 from oslo_config import cfg
 
-from allotment import errors
+from allotment import errors, log
 from allotment.config import Settings
 from allotment.context import RequestContext
-from allotment.log import REQUEST_ID
 from allotment.scheduler.host_manager import HostManager
 from allotment.scheduler.manager import SchedulerManager, Selection
 from allotment.scheduler.nova import objects
@@ -108,15 +106,6 @@ class ContextSerializer(oslo_messaging.NoOpSerializer):  # type: ignore[misc]
         return to_context(ctxt)
 
 
-@contextlib.contextmanager
-def _logging(ctx: RequestContext) -> Iterator[None]:
-    token = REQUEST_ID.set(ctx.request_id)
-    try:
-        yield
-    finally:
-        REQUEST_ID.reset(token)
-
-
 def _check_context(ctx: Any) -> RequestContext:
     if not isinstance(ctx, RequestContext):
         raise RequestRefused("the call carried no request context")
@@ -147,7 +136,7 @@ class SchedulerEndpoint:
         return_alternates: bool = False,
     ) -> Any:
         ctx = _check_context(ctxt)
-        with _logging(ctx):
+        with log.request_context(ctx):
             if spec_obj is _UNSET:
                 raise RequestRefused(
                     "select_destinations 4.0 (legacy request_spec and filter_properties "
@@ -263,13 +252,13 @@ class SchedulerEndpoint:
 
     def update_aggregates(self, ctxt: Any, aggregates: Any) -> None:
         ctx = _check_context(ctxt)
-        with _logging(ctx):
+        with log.request_context(ctx):
             for aggregate in objects.decode_aggregates(aggregates):
                 self.hosts.update_aggregate(ctx, aggregate.uuid, aggregate.body)
 
     def delete_aggregate(self, ctxt: Any, aggregate: Any) -> None:
         ctx = _check_context(ctxt)
-        with _logging(ctx):
+        with log.request_context(ctx):
             found = objects.decode_aggregate(aggregate)
             try:
                 self.hosts.delete_aggregate(ctx, found.uuid)
@@ -278,18 +267,18 @@ class SchedulerEndpoint:
 
     def update_instance_info(self, ctxt: Any, host_name: str, instance_info: Any) -> None:
         ctx = _check_context(ctxt)
-        with _logging(ctx):
+        with log.request_context(ctx):
             infos = objects.decode_instance_info(instance_info)
             self.hosts.update_instance_info(ctx, host_name, infos)
 
     def delete_instance_info(self, ctxt: Any, host_name: str, instance_uuid: str) -> None:
         ctx = _check_context(ctxt)
-        with _logging(ctx):
+        with log.request_context(ctx):
             self.hosts.delete_instance_info(ctx, host_name, instance_uuid)
 
     def sync_instance_info(self, ctxt: Any, host_name: str, instance_uuids: list[str]) -> None:
         ctx = _check_context(ctxt)
-        with _logging(ctx):
+        with log.request_context(ctx):
             self.hosts.sync_instance_info(ctx, host_name, list(instance_uuids))
 
 
