@@ -17,13 +17,12 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from allotment import errors
+from allotment import errors, jsonparse
 from allotment.context import RequestContext
 from allotment.scheduler.host_manager import HostManager
 from allotment.scheduler.manager import MAX_INSTANCES, SchedulerManager
@@ -230,10 +229,7 @@ class SchedulerAPI:
             if method in ("PUT", "POST"):
                 raw = await request.body()
                 if raw or method == "PUT":
-                    try:
-                        body = orjson.loads(raw)
-                    except orjson.JSONDecodeError as exc:
-                        raise errors.InvalidInput(f"Malformed JSON: {exc}") from None
+                    body = jsonparse.loads(raw)
             if handler in _THREADED:
                 return await run_in_threadpool(handler, self, ctx, found.groupdict(), body)
             return handler(self, ctx, found.groupdict(), body)

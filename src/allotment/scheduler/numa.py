@@ -18,11 +18,16 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from allotment.errors import InvalidInput
+from allotment.numbers import parse_int
 from allotment.scheduler.records import NumaTopology
 
 CpuPolicy = Literal["shared", "dedicated", "mixed"]
 ThreadPolicy = Literal["prefer", "isolate", "require"]
 
+# Bounds on what a guest can ask for, checked before any per-CPU or per-node set is built
+# (a flavor with 2**31 pinned vCPUs would otherwise build a set of 2**31 ints).
+MAX_GUEST_CPUS = 8192
+MAX_NUMA_NODES = 128
 _CPU_POLICIES = ("shared", "dedicated", "mixed")
 _THREAD_POLICIES = ("prefer", "isolate", "require")
 
@@ -39,16 +44,15 @@ def parse_cpu_spec(spec: str) -> set[int]:
         if item.startswith("^"):
             target = exclude
             item = item[1:]
-        try:
-            if "-" in item:
-                low, high = (int(p) for p in item.split("-", 1))
-                if low > high:
-                    raise ValueError
-                target.update(range(low, high + 1))
-            else:
-                target.add(int(item))
-        except ValueError:
-            raise InvalidInput(f"Invalid CPU range {raw.strip()!r} in {spec!r}") from None
+        low_text, _, high_text = item.partition("-")
+        low = parse_int(low_text.strip(), maximum=MAX_GUEST_CPUS - 1)
+        high = parse_int(high_text.strip(), maximum=MAX_GUEST_CPUS - 1) if high_text else low
+        if low is None or high is None or low > high:
+            raise InvalidInput(
+                f"Invalid CPU range {raw.strip()!r} in {spec!r}: CPUs are numbered 0 to "
+                f"{MAX_GUEST_CPUS - 1}"
+            )
+        target.update(range(low, high + 1))
     return include - exclude
 
 
@@ -63,10 +67,7 @@ def _requested(extra_specs: Mapping[str, str], rc: str) -> int:
     for key, value in extra_specs.items():
         prefix, _, name = key.partition(":")
         if name == rc and prefix.startswith("resources"):
-            try:
-                total += int(value)
-            except ValueError:
-                continue
+            total += parse_int(value) or 0
     return total
 
 
@@ -147,6 +148,8 @@ def cpu_constraints(
         policy = "shared"
 
     mask = extra_specs.get("hw:cpu_dedicated_mask")
+    if policy in ("dedicated", "mixed"):
+        _check_guest_cpus(vcpus, f"hw:cpu_policy={policy}")
     dedicated: set[int] = set()
     if policy in (None, "shared"):
         if thread_policy and not hyperthreading:
@@ -181,6 +184,13 @@ def cpu_constraints(
     )
 
 
+def _check_guest_cpus(vcpus: int, what: str) -> None:
+    if vcpus > MAX_GUEST_CPUS:
+        raise InvalidInput(
+            f"{what} supports at most {MAX_GUEST_CPUS} vCPUs (the flavor has {vcpus})"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class InstanceCell:
     id: int
@@ -213,12 +223,12 @@ def numa_request(
     pagesize = _get(extra_specs, image, "hw:mem_page_size", "hw_mem_page_size")
     if raw_nodes is None and pagesize is None and cpu.policy not in ("dedicated", "mixed"):
         return None
-    try:
-        nodes = int(raw_nodes) if raw_nodes is not None else 1
-    except (TypeError, ValueError):
-        nodes = 0
-    if nodes < 1:
-        raise InvalidInput(f"hw:numa_nodes={raw_nodes!r} must be a positive integer")
+    nodes = parse_int(str(raw_nodes), minimum=1, maximum=MAX_NUMA_NODES) if raw_nodes else 1
+    if nodes is None:
+        raise InvalidInput(
+            f"hw:numa_nodes={raw_nodes!r} must be a positive integer of at most {MAX_NUMA_NODES}"
+        )
+    _check_guest_cpus(vcpus, "A NUMA topology")
     cpu_lists = [
         _get(extra_specs, image, f"hw:numa_cpus.{i}", f"hw_numa_cpus.{i}") for i in range(nodes)
     ]
@@ -252,10 +262,12 @@ def numa_request(
                     "already given to another node"
                 )
             seen |= cpus
-            try:
-                mem = int(str(mem_lists[i]))
-            except ValueError:
-                raise InvalidInput(f"hw:numa_mem.{i}={mem_lists[i]!r} is not a number") from None
+            mem = parse_int(str(mem_lists[i]), maximum=memory_mb)
+            if mem is None:
+                raise InvalidInput(
+                    f"hw:numa_mem.{i}={mem_lists[i]!r} is not a number of MB from 0 to the "
+                    f"flavor's {memory_mb}"
+                )
             total_mem += mem
             cells.append(InstanceCell(i, cpus, cpus & cpu.dedicated, mem))
         if seen != all_cpus:

@@ -15,9 +15,12 @@ from dataclasses import dataclass
 
 from allotment.config import PciAlias
 from allotment.errors import InvalidInput
+from allotment.numbers import parse_int
 from allotment.scheduler.records import PciPool
 
 ALIAS_SPEC = "pci_passthrough:alias"
+# Devices one alias may ask for: each is a request group of its own in placement.
+MAX_DEVICES = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,12 +40,12 @@ def pci_requests(extra_specs: Mapping[str, str], aliases: Sequence[PciAlias]) ->
     requests = []
     for item in raw.split(","):
         name, _, count_text = item.strip().partition(":")
-        try:
-            count = int(count_text) if count_text else 1
-        except ValueError:
-            count = 0
-        if count < 1:
-            raise InvalidInput(f"{ALIAS_SPEC}: {item.strip()!r} is not of the form alias:count")
+        count = parse_int(count_text, minimum=1, maximum=MAX_DEVICES) if count_text else 1
+        if count is None:
+            raise InvalidInput(
+                f"{ALIAS_SPEC}: {item.strip()!r} is not of the form alias:count with a count "
+                f"from 1 to {MAX_DEVICES}"
+            )
         alias = by_name.get(name)
         if alias is None:
             known = ", ".join(sorted(by_name)) or "none are configured in [pci] alias"

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from allotment.numbers import DB_MAX_INT
 from allotment.scheduler.records import parse
 
 GroupPolicy = Literal["affinity", "anti-affinity", "soft-affinity", "soft-anti-affinity"]
@@ -23,12 +24,13 @@ class _Model(BaseModel):
 
 
 class Flavor(_Model):
+    # Nova keeps these in 32-bit columns; larger numbers are no flavor Nova can have.
     name: str
-    vcpus: int = Field(ge=0)
-    memory_mb: int = Field(ge=0)
-    root_gb: int = Field(0, ge=0)
-    ephemeral_gb: int = Field(0, ge=0)
-    swap: int = Field(0, ge=0)
+    vcpus: int = Field(ge=0, le=DB_MAX_INT)
+    memory_mb: int = Field(ge=0, le=DB_MAX_INT)
+    root_gb: int = Field(0, ge=0, le=DB_MAX_INT)
+    ephemeral_gb: int = Field(0, ge=0, le=DB_MAX_INT)
+    swap: int = Field(0, ge=0, le=DB_MAX_INT)
     extra_specs: dict[str, str] = Field(default_factory=dict)
     # Nova's Flavor extras: carried for filters and the answer, not used to decide yet.
     flavorid: str | None = None

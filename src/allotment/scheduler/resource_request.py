@@ -23,6 +23,7 @@ import os_traits
 
 from allotment.config import Settings
 from allotment.errors import InvalidInput, NoValidHost
+from allotment.numbers import DB_MAX_INT, parse_int
 from allotment.scheduler.explain import Explanation, Funnel
 from allotment.scheduler.numa import cpu_constraints
 from allotment.scheduler.pci import pci_requests
@@ -136,6 +137,7 @@ class ResourceRequest:
                 disk += flavor.root_gb
             request.unsuffixed.resources[orc.DISK_GB] = disk
         request._strip()
+        request._check_amounts()
         if request.suffixed_count() >= 2 and request.group_policy is None:
             if from_flavor >= 2:
                 raise InvalidInput(
@@ -146,6 +148,17 @@ class ResourceRequest:
             # Groups from outside the flavor (PCI) with no policy: Nova defaults to none.
             request.group_policy = "none" if outside else None
         return request
+
+    def _check_amounts(self) -> None:
+        """Placement stores amounts in 32-bit columns: a sum the flavor makes (DISK_GB is
+        root + ephemeral + swap) must fit as well as each number given."""
+        for group in self.groups.values():
+            for rc, amount in group.resources.items():
+                if amount > DB_MAX_INT:
+                    raise InvalidInput(
+                        f"The flavor asks for {amount} {rc}; placement takes at most "
+                        f"{DB_MAX_INT} of a resource class per request group."
+                    )
 
     def _extra_specs(self, spec: RequestSpec) -> int:
         """Parse ``resources*`` / ``trait*`` / ``group_policy``; returns the number of
@@ -167,13 +180,11 @@ class ResourceRequest:
                         f"Extra spec {key}: {name!r} is neither a standard resource class "
                         "nor a CUSTOM_ one"
                     )
-                try:
-                    amount = int(value)
-                except ValueError:
-                    amount = -1
-                if amount < 0:
+                amount = parse_int(value)
+                if amount is None:
                     raise InvalidInput(
-                        f"Extra spec {key}={value!r}: amounts must be non-negative integers"
+                        f"Extra spec {key}={value!r}: amounts must be non-negative integers up to "
+                        f"{DB_MAX_INT}"
                     )
                 group.resources[name] = amount
             elif value == "required":

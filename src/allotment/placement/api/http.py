@@ -8,7 +8,6 @@ cheaper than a thread hop; parallelism comes from more worker processes.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from contextlib import contextmanager
@@ -16,11 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from allotment import errors
+from allotment import errors, jsonparse
 from allotment.auth import authorize
 from allotment.context import RequestContext
 from allotment.placement.api import microversion
@@ -110,13 +108,7 @@ class PlacementRequest:
     def json(self, schema: Schema | None = None) -> Any:
         """The JSON body, checked for content type, syntax and ``schema``."""
         self.check_content_type()
-        try:
-            data = orjson.loads(self.body)
-        except orjson.JSONDecodeError:
-            try:  # the standard library's wording is upstream's
-                data = json.loads(self.body)
-            except ValueError as exc:
-                raise errors.InvalidInput(f"Malformed JSON: {exc}") from None
+        data = jsonparse.loads(self.body)
         if schema is not None:
             schema.validate(data)
         return data

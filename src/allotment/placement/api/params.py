@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 
 from allotment import errors
+from allotment.numbers import DB_MAX_INT, parse_int
 from allotment.placement.api import microversion
 from allotment.placement.api.microversion import Microversion
 from allotment.placement.model import CandidateRequest, RequestGroup
@@ -23,6 +24,7 @@ Query = Sequence[tuple[str, str]]
 
 
 _GROUP_KEYS = "resources|required|member_of|in_tree"
+_DIGITS = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _KEY = re.compile(rf"^({_GROUP_KEYS})([1-9][0-9]*)?$")
 _KEY_1_33 = re.compile(rf"^({_GROUP_KEYS})([a-zA-Z0-9_-]{{1,64}})?$")
 
@@ -51,12 +53,16 @@ def parse_resources(value: str) -> dict[str, int]:
                 "Badly formed resources parameter. Expected resources query string parameter "
                 f"in form: ?resources=VCPU:2,MEMORY_MB:1024. Got: {item}."
             ) from None
-        try:
-            amount = int(raw_amount)
-        except ValueError:
+        amount = parse_int(raw_amount, minimum=-DB_MAX_INT - 1)
+        if amount is None:
+            if _DIGITS.fullmatch(raw_amount.strip()):
+                raise _bad(
+                    f"Requested resource {name} amount {raw_amount} is out of range: amounts "
+                    f"are at most {DB_MAX_INT}."
+                )
             raise _bad(
                 f"Requested resource {name} expected positive integer amount. Got: {raw_amount}."
-            ) from None
+            )
         if amount < 1:
             raise _bad(f"Requested resource {name} requires amount >= 1. Got: {amount}.")
         result[name] = amount
@@ -307,6 +313,19 @@ def _first(query: Query, key: str) -> str | None:
     return found[0] if found else None
 
 
+def _limit(value: str | None) -> int | None:
+    """``limit`` (the schema checked only the last one given): a positive ASCII integer; any
+    limit above the database's integers means "no limit" as well as that bound does."""
+    if value is None:
+        return None
+    digits = value.lstrip("+").lstrip("0")
+    if not _DIGITS.fullmatch(value) or value.startswith("-") or not digits:
+        raise _bad(
+            f"Invalid query string parameters: limit must be a positive integer. Got: {value}"
+        )
+    return DB_MAX_INT if len(digits) > 10 else min(int(digits), DB_MAX_INT)
+
+
 def candidate_request(query: Query, mv: Microversion) -> CandidateRequest:
     """The whole ``GET /allocation_candidates`` query (already schema-checked)."""
     # Upstream reads the first limit and group_policy although the schema checked the last.
@@ -348,7 +367,7 @@ def candidate_request(query: Query, mv: Microversion) -> CandidateRequest:
         )
     return CandidateRequest(
         groups=groups,
-        limit=int(limit) if limit is not None else None,
+        limit=_limit(limit),
         group_policy=group_policy,
         root_required=root_required,
         root_forbidden=root_forbidden,

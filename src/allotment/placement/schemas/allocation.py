@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from allotment.placement.model import MAX_INT
 from allotment.placement.schemas import Schema
 
 UUID_PATTERN = "^[0-9a-fA-F-]{36}$"
@@ -16,7 +17,7 @@ _OWNER_ID = {"type": "string", "minLength": 1, "maxLength": 255}
 _RESOURCES = {
     "type": "object",
     "minProperties": 1,
-    "patternProperties": {RC_PATTERN: {"type": "integer", "minimum": 1}},
+    "patternProperties": {RC_PATTERN: {"type": "integer", "minimum": 1, "maximum": MAX_INT}},
     "additionalProperties": False,
 }
 

@@ -40,7 +40,11 @@ _PUT_ALL: dict[str, Any] = {
     "type": "object",
     "properties": {
         "resource_provider_generation": {"type": "integer"},
-        "inventories": {"type": "object", "patternProperties": {RC_PATTERN: _RECORD}},
+        "inventories": {
+            "type": "object",
+            "patternProperties": {RC_PATTERN: _RECORD},
+            "additionalProperties": False,
+        },
     },
     "required": ["resource_provider_generation", "inventories"],
     "additionalProperties": False,

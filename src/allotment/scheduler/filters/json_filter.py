@@ -12,10 +12,13 @@ from typing import Any
 
 import numpy as np
 
+from allotment import jsonparse
 from allotment.errors import InvalidInput
 from allotment.scheduler.filters import host_attributes as attrs
 from allotment.scheduler.framework import BoolArray, HostFilter, HostRecord, HostView, IntArray
 
+# Evaluation recurses once per level: bounded well below Python's recursion limit.
+MAX_QUERY_DEPTH = 32
 Lookup = Callable[[list[str]], Any]
 
 
@@ -79,7 +82,9 @@ def _passes(query: Any, lookup: Lookup) -> bool:
     return bool(result)
 
 
-def _validate(query: Any) -> None:
+def _validate(query: Any, depth: int = 1) -> None:
+    if depth > MAX_QUERY_DEPTH:
+        raise InvalidInput(f"Scheduler hint 'query' is nested deeper than {MAX_QUERY_DEPTH} levels")
     if not isinstance(query, list):
         raise InvalidInput("Scheduler hint 'query' must be a JSON list such as [\">=\", ...]")
     if query and query[0] not in _COMMANDS:
@@ -88,14 +93,14 @@ def _validate(query: Any) -> None:
         )
     for item in query[1:]:
         if isinstance(item, list):
-            _validate(item)
+            _validate(item, depth + 1)
 
 
 def _parse(raw: Any) -> Any:
     try:
-        query = json.loads(raw) if isinstance(raw, str) else raw
-    except ValueError:
-        raise InvalidInput("Scheduler hint 'query' is not valid JSON") from None
+        query = jsonparse.loads(raw) if isinstance(raw, str) else raw
+    except InvalidInput as exc:
+        raise InvalidInput(f"Scheduler hint 'query' is not valid JSON: {exc.message}") from None
     _validate(query)
     return query
 
