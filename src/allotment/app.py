@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from allotment import errors, process
+from allotment import errors, httpserver, process
 from allotment.auth.base import Authenticator
 from allotment.auth.middleware import ContextMiddleware
 from allotment.auth.noauth import NoAuth
@@ -34,6 +34,7 @@ from allotment.context import RequestContext
 from allotment.cors import CorsMiddleware
 from allotment.db import migrate
 from allotment.db.database import Database, utcnow
+from allotment.limits import LimitsMiddleware
 from allotment.periodic import PeriodicTask
 from allotment.placement.api.middleware import MicroversionMiddleware
 from allotment.placement.api.routes import build_router
@@ -153,7 +154,7 @@ def build_services(settings: Settings) -> Services:
         catalog,
         index=CapacityIndex(db, catalog),
         randomize_candidates=settings.placement.randomize_allocation_candidates,
-        max_candidates=settings.placement.max_allocation_candidates,
+        max_candidates=settings.limits.max_allocation_candidates,
         all_permutations=settings.placement.allocation_candidate_permutations == "all",
     )
     placement.catalog.sync_standard()
@@ -285,7 +286,8 @@ class AllotmentApp:
         if cors.allowed_origin:
             # Outside authentication: browsers send preflight requests without credentials.
             handler = CorsMiddleware(handler, cors)
-        self._handler = handler
+        # Outermost: an oversized or slow request is refused before any other work.
+        self._handler = LimitsMiddleware(handler, services.settings.limits)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
@@ -338,4 +340,5 @@ def create_app(services: Services) -> AllotmentApp:
 def app_from_env() -> AllotmentApp:
     """Factory for multi-worker servers: each worker process rebuilds from serialized settings."""
     settings = Settings.model_validate_json(os.environ[SETTINGS_ENV])
+    httpserver.configure(settings.limits)
     return create_app(build_services(settings))

@@ -110,6 +110,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _serve(settings: Settings) -> int:
     import uvicorn
 
+    from allotment import httpserver
     from allotment.app import SETTINGS_ENV, build_services, create_app
 
     services = build_services(settings)
@@ -135,6 +136,7 @@ def _serve(settings: Settings) -> int:
         "log_config": None,
         "access_log": settings.logging.access_log,
         "server_header": False,
+        "http": httpserver.configure(settings.limits),
         "timeout_graceful_shutdown": 10,
     }
     if settings.server.workers > 1:

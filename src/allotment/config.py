@@ -61,8 +61,6 @@ class PlacementConfig(Section):
     # (identical leaves under one parent) serves which of several identical request groups
     # are returned once. "all": every such permutation, as upstream Placement does.
     allocation_candidate_permutations: Literal["distinct", "all"] = "distinct"
-    # Upper bound on allocation requests computed when the caller gives no limit (0 = none).
-    max_allocation_candidates: int = Field(0, ge=0)
 
 
 class PlacementClientConfig(Section):
@@ -281,6 +279,25 @@ class NovaConfig(Section):
             raise ValueError(f"{value!r} is not a UUID") from None
 
 
+class LimitsConfig(Section):
+    """Bounded work per request (each documented in README, "Limits")."""
+
+    # Request line plus headers; beyond it: 431, before the application sees the request.
+    max_header_bytes: int = Field(65536, ge=1024)
+    # Request body; beyond it: 413 from the Content-Length alone, without reading the rest.
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    # A token longer than this is refused (401) before any lookup.
+    max_token_bytes: int = Field(8192, ge=64)
+    # A connection's request line and headers must arrive within this (slowloris): 408.
+    header_timeout: float = Field(10.0, gt=0)
+    # Reading a whole request, and answering a read (GET); a read not answered by then
+    # is a 503. Writes, once read, are never abandoned: their answer says what happened.
+    request_timeout: float = Field(60.0, gt=0)
+    # Allocation candidates one request may produce, spread evenly over trees as ``limit``
+    # is. A ``limit`` above it is a 400 (the caller asked for more than will be given).
+    max_allocation_candidates: int = Field(10000, ge=1)
+
+
 class LoggingConfig(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     access_log: bool = False
@@ -303,6 +320,7 @@ class Settings(Section):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     pci: PciConfig = Field(default_factory=PciConfig)
     nova: NovaConfig = Field(default_factory=NovaConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @property

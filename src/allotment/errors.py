@@ -23,6 +23,9 @@ QUERYPARAM_MISSING_VALUE = "placement.query.missing_value"
 # allotment's own codes.
 NO_VALID_HOST = "allotment.no_valid_host"
 PLACEMENT_UNAVAILABLE = "allotment.placement_unavailable"
+DATABASE_UNAVAILABLE = "allotment.database_unavailable"
+REQUEST_TOO_LARGE = "allotment.request_too_large"
+REQUEST_TIMEOUT = "allotment.request_timeout"
 
 
 class AllotmentError(Exception):
@@ -211,6 +214,32 @@ class ServiceUnavailable(AllotmentError):
     """A dependency (e.g. a remote Placement) cannot be reached (HTTP 503)."""
 
     code = PLACEMENT_UNAVAILABLE
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The SQL database cannot be reached (HTTP 503); the process stays up and retries."""
+
+    code = DATABASE_UNAVAILABLE
+
+
+class RequestTooLarge(AllotmentError):
+    """A request's headers or body exceed the configured ``[limits]`` (HTTP 413 or 431)."""
+
+    code = REQUEST_TOO_LARGE
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RequestTimeout(AllotmentError):
+    """The request was not received, or not answered, within ``[limits]`` (408 or 503)."""
+
+    code = REQUEST_TIMEOUT
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ConfigError(Exception):

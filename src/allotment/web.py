@@ -38,13 +38,18 @@ EXPLANATION = {
     "browser does not understand how to supply the credentials required.",
     403: "Access was denied to this resource.",
     404: "The resource could not be found.",
+    408: "The server timed out waiting for the request.",
     409: "There was a conflict when trying to complete your request.",
+    413: "The request is larger than the server is willing or able to process.",
+    431: "The request's header fields are too large.",
     500: "The server has either erred or is incapable of performing the requested operation.",
     503: "The server is currently unavailable. Please try again at a later time.",
 }
 
 
 def status_of(exc: errors.AllotmentError) -> int:
+    if isinstance(exc, errors.RequestTooLarge | errors.RequestTimeout):
+        return exc.status
     for cls, status in STATUS_OF:
         if isinstance(exc, cls):
             return status

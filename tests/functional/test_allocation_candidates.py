@@ -312,7 +312,10 @@ def test_randomized_and_bounded_answers(client: PlacementClient, services: Servi
     services.placement.randomize_candidates = False
     services.placement.max_candidates = 3
     assert len(_candidates(client, resources="VCPU:1")["allocation_requests"]) == 3
-    assert len(_candidates(client, resources="VCPU:1", limit="5")["allocation_requests"]) == 5
+    assert len(_candidates(client, resources="VCPU:1", limit="2")["allocation_requests"]) == 2
+    over = client.get("/allocation_candidates", params={"resources": "VCPU:1", "limit": "5"})
+    assert over.status_code == 400, over.text
+    assert "cap of 3" in over.json()["errors"][0]["detail"]
 
 
 def test_shared_only_unsuffixed_group_combines_with_every_tree(client: PlacementClient) -> None:

@@ -297,6 +297,8 @@ def test_a_combinatorial_explosion_is_bounded(
     world.write(shared_services.db, shared_services.placement.catalog)
     shared_services.placement.index.rebuild()
     shared_services.placement.all_permutations = True
+    # The engine's own bound is under test, not the [limits] cap on answers.
+    monkeypatch.setattr(shared_services.placement, "max_candidates", 0)
     gpu = tuple(RequestGroup(suffix=f"_{i}", resources={"VGPU": 1}) for i in range(4))
     request = CandidateRequest(groups=gpu, group_policy="isolate")
     everything = set(_engine_candidates(shared_services, request)[0])

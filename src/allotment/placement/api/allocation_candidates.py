@@ -23,7 +23,7 @@ from starlette.responses import Response
 from allotment import errors
 from allotment.placement.api import microversion as mv
 from allotment.placement.api import params
-from allotment.placement.api.http import PlacementRequest, newest
+from allotment.placement.api.http import PlacementRequest, in_thread, newest
 from allotment.placement.candidates import CandidateSet
 from allotment.placement.index.capacity import I64, IntArray
 from allotment.placement.schemas import allocation_candidate as schemas
@@ -268,6 +268,7 @@ def _summary_fragments(cands: CandidateSet, minor: int, which: IntArray) -> list
     return fragments
 
 
+@in_thread
 def list_allocation_candidates(req: PlacementRequest) -> Response:
     if not req.mv.at_least(mv.ALLOCATION_CANDIDATES):
         raise errors.NotFound("The resource could not be found.")

@@ -3,7 +3,9 @@ decorator, JSON responses, upstream-compatible error bodies and Last-Modified ha
 
 Handlers are plain synchronous functions ``(PlacementRequest) -> Response``: the SQL and
 index work they do is short and CPU-bound, so running them inline on the event loop is
-cheaper than a thread hop; parallelism comes from more worker processes.
+cheaper than a thread hop; parallelism comes from more worker processes. A handler whose
+work grows with the request (allocation candidates) is marked ``in_thread``: it runs in a
+worker thread so the event loop keeps serving other requests meanwhile.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -146,6 +149,12 @@ def takes_json(handler: Handler) -> Handler:
     return handler
 
 
+def in_thread(handler: Handler) -> Handler:
+    """Mark a handler to run in a worker thread (its work is bounded but can be long)."""
+    handler.in_thread = True  # type: ignore[attr-defined]
+    return handler
+
+
 def _precheck(req: PlacementRequest, handler: Handler) -> None:
     headers = req.raw.headers
     if req.method == "GET":
@@ -164,11 +173,15 @@ def _precheck(req: PlacementRequest, handler: Handler) -> None:
 def endpoint(handler: Handler) -> Endpoint:
     """Adapt a synchronous handler to Starlette and map domain errors to HTTP once."""
 
+    threaded = getattr(handler, "in_thread", False)
+
     async def run(request: Request) -> Response:
         body = await request.body() if request.scope["method"] in BODY_METHODS else b""
         req = PlacementRequest(request, body)
         try:
             _precheck(req, handler)
+            if threaded:
+                return await run_in_threadpool(handler, req)
             return handler(req)
         except errors.AllotmentError as exc:
             if status_of(exc) >= 500:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from allotment.placement.candidates import CandidateSet
 from allotment.placement.candidates import resolve as candidate_resolve
+from allotment.placement.candidates.cap import capped_limit
 from allotment.placement.candidates.explain import Step as ExplainStep
 from allotment.placement.index.sync import CapacityIndex
 from allotment.placement.model import CandidateRequest
@@ -20,13 +21,13 @@ class CandidateSearch:
     catalog: Catalog
     index: CapacityIndex
     randomize: bool = False
-    max_candidates: int = 0  # 0: no limit unless the request sets one
+    max_candidates: int = 0  # [limits] max_allocation_candidates; 0: uncapped
     all_permutations: bool = False
 
     def find(self, request: CandidateRequest) -> CandidateSet:
         """Every way to satisfy ``request`` now (or ``request.limit`` of them, spread over
         trees), with summaries of the providers involved."""
-        limit = request.limit or self.max_candidates or None
+        limit = capped_limit(request.limit, self.max_candidates)
         query = candidate_resolve.query_of(
             self.catalog,
             request,
