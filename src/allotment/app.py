@@ -30,10 +30,11 @@ from allotment.client.http import HttpTransport
 from allotment.client.placement_http import MICROVERSION, HttpPlacementClient
 from allotment.client.placement_local import LocalPlacementClient
 from allotment.config import Settings
-from allotment.context import RequestContext
+from allotment.context import RequestContext, new_request_id
 from allotment.cors import CorsMiddleware
 from allotment.db import migrate
 from allotment.db.database import Database, utcnow
+from allotment.health import Health
 from allotment.limits import LimitsMiddleware
 from allotment.periodic import PeriodicTask
 from allotment.placement.api.middleware import MicroversionMiddleware
@@ -108,6 +109,7 @@ class Services:
     placement_client: PlacementClient | None = None
     scheduler: SchedulerManager | None = None
     background: list[Background] = field(default_factory=list)
+    health: Health = field(default_factory=Health)
 
     def start(self) -> None:
         for task in self.background:
@@ -160,13 +162,14 @@ def build_services(settings: Settings) -> Services:
     placement.catalog.sync_standard()
     tokens: TokenStore | None = None
     authenticator: Authenticator
+    health = Health()
     background: list[Background] = [
         prune_change_log_task(db, settings.placement.change_log_retention_s),
         # Builds the capacity index at start-up, then follows other processes' writes.
         PeriodicTask(
             "capacity-index",
             settings.placement.index_poll_interval,
-            placement.index.catch_up,
+            health.watching_database(placement.index.catch_up),
             run_first=True,
         ),
     ]
@@ -210,6 +213,7 @@ def build_services(settings: Settings) -> Services:
         placement_client=client,
         scheduler=scheduler,
         background=background,
+        health=health,
     )
 
 
@@ -227,10 +231,12 @@ def prune_change_log_task(db: Database, retention_s: float) -> PeriodicTask:
 
 
 class ErrorMiddleware:
-    """Unexpected exceptions become a logged, JSON-shaped 500 instead of a bare text page."""
+    """A dependency that is down becomes a JSON 503 naming it (authentication included);
+    unexpected exceptions a logged, JSON-shaped 500 instead of a bare text page."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, health: Health) -> None:
         self.app = app
+        self.health = health
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
@@ -243,19 +249,26 @@ class ErrorMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except Exception:
+        except Exception as exc:
             if scope["type"] != "http" or started:
                 raise
+            ctx = scope.get("state", {}).get("context")
+            request_id = ctx.request_id if ctx else new_request_id()
+            unavailable = self.health.as_error(exc)
+            if unavailable is not None:
+                response = error_response(unavailable, request_id=request_id, with_code=True)
+                response.headers["retry-after"] = "1"
+                await response(scope, receive, send)
+                return
             LOG.error(
                 "unhandled error on %s %s\n%s",
                 scope["method"],
                 scope["path"],
                 traceback.format_exc(),
             )
-            ctx = scope.get("state", {}).get("context")
             response = error_response(
                 errors.AllotmentError("An unexpected error occurred; it has been logged."),
-                request_id=ctx.request_id if ctx else "-",
+                request_id=request_id,
                 with_code=True,
             )
             response.status_code = 500
@@ -276,11 +289,14 @@ class AllotmentApp:
         self.state.services = services
         self.state.placement = services.placement
         self.state.settings = services.settings
+        self.state.health = services.health
         self.prefix = services.settings.server.scheduler_prefix.rstrip("/")
         self._scheduler = scheduler
         self._placement = placement
-        handler: ASGIApp = ContextMiddleware(
-            ErrorMiddleware(self._dispatch), services.authenticator
+        # The error layer wraps authentication too: a token lookup can meet a database
+        # that is down, and that is a 503 like any other request's.
+        handler: ASGIApp = ErrorMiddleware(
+            ContextMiddleware(self._dispatch, services.authenticator), services.health
         )
         cors = services.settings.cors
         if cors.allowed_origin:

@@ -108,6 +108,8 @@ class Database:
                 pool_pre_ping=True,
                 pool_recycle=3600,
                 isolation_level="READ COMMITTED",
+                # A database host that stops answering must fail a request, not hang it.
+                connect_args={"connect_timeout": 5},
             )
         self.engine: Engine = sa.create_engine(self.url, **kwargs)
         self._local = threading.local()

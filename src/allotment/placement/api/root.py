@@ -1,4 +1,5 @@
-"""``GET /``: the version document (no authentication needed)."""
+"""``GET /``: the version document (no authentication needed), naming any dependency
+that is down."""
 
 from __future__ import annotations
 
@@ -23,4 +24,9 @@ def version_document() -> dict[str, object]:
 
 
 def home(req: PlacementRequest) -> Response:
-    return req.respond(version_document(), last_modified=newest([]))
+    document = version_document()
+    down = req.raw.app.state.health.down()
+    if down:
+        # Only while something is down, so the healthy document is upstream's exactly.
+        document["down"] = down
+    return req.respond(document, last_modified=newest([]))
