@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import sqlalchemy
+
 from allotment import __version__, log
 from allotment.config import Settings, load_settings, to_toml
 from allotment.errors import ConfigError
@@ -190,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = _settings(args)
-        log.setup(settings.logging.level)
+        log.setup(settings.logging.level, access_log=settings.logging.access_log)
         if args.command == "serve":
             return _serve(settings)
         if args.command == "db":
@@ -202,6 +204,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"allotment: {exc}", file=sys.stderr)
         return 2
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        # At start-up: a clear line, never the URL's password (drivers may echo the URL).
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        url = log.redact(settings.database_url)
+        print(
+            f"allotment: cannot use the database {url}: {log.redact(reason[0] if reason else '')}",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ Values are parsed as TOML scalars or arrays when they look like them (``true``, 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 import uuid as uuidlib
 from collections.abc import Callable, Mapping
@@ -49,6 +50,28 @@ class DatabaseConfig(Section):
     # SQLite only: FULL makes every committed write survive a power cut; NORMAL is faster.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     echo: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _escape_at_in_password(cls, value: str) -> str:
+        return escape_password_at(value)
+
+
+def escape_password_at(url: str) -> str:
+    """``postgresql://u:p@ss@host/db`` as ``postgresql://u:p%40ss@host/db``: the last ``@``
+    of the authority ends the credentials (drivers would split at the first one, take the
+    rest of the password for a host name and print it in their error)."""
+    found = _RAW_AT_URL.match(url)
+    if found is None:
+        return url
+    scheme, userinfo, rest = found.groups()
+    if "@" not in userinfo:
+        return url
+    user, colon, password = userinfo.partition(":")
+    return f"{scheme}{user.replace('@', '%40')}{colon}{password.replace('@', '%40')}@{rest}"
+
+
+_RAW_AT_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/]*)@([^@/]*(?:/.*)?)$", re.DOTALL)
 
 
 class PlacementConfig(Section):

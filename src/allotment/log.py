@@ -15,9 +15,12 @@ from collections.abc import Iterator
 from typing import Protocol
 
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
-# Credentials in URLs ("postgresql://user:secret@host") and token-looking header values.
+# Credentials in URLs ("postgresql://user:secret@host", also with a raw "@" in the
+# password: everything up to the last "@" of the authority), token-looking header values
+# and query parameters.
 _SECRET_PATTERNS = [
-    (re.compile(r"(://[^:/@\s]+:)[^@\s]+(@)"), r"\1***\2"),
+    (re.compile(r"(://[^:/@\s'\"]*:)[^/\s'\"]*(@)"), r"\1***\2"),
+    (re.compile(r"(?i)([?&](?:token|password|auth_token)=)[^&\s'\"]+"), r"\1***"),
     (re.compile(r"(?i)(x-auth-token['\"]?\s*[:=]\s*['\"]?)[^'\"\s,}]+"), r"\1***"),
     (re.compile(r"(?i)(password['\"]?\s*[:=]\s*['\"]?)[^'\"\s,}]+"), r"\1***"),
 ]
@@ -59,12 +62,15 @@ class RedactingFormatter(logging.Formatter):
 FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
 
-def setup(level: str = "INFO") -> None:
+def setup(level: str = "INFO", *, access_log: bool = False) -> None:
+    """Log to stderr through the redacting formatter; ``access_log`` adds uvicorn's one line
+    per request (client, method, path and query, status: never a header, so never a token)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RequestIdFilter())
     handler.setFormatter(RedactingFormatter(FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("uvicorn.access", "alembic"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
+    access = logging.getLogger("uvicorn.access")
+    access.setLevel(logging.INFO if access_log else logging.WARNING)
