@@ -19,9 +19,10 @@ from types import FrameType
 from typing import Any, Protocol
 
 from starlette.datastructures import State
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from allotment import errors, httpserver, process
+from allotment import errors, httpserver, openapi, process
 from allotment.auth.base import Authenticator
 from allotment.auth.middleware import ContextMiddleware
 from allotment.auth.noauth import NoAuth
@@ -48,10 +49,11 @@ from allotment.scheduler.host_manager import HostManager
 from allotment.scheduler.manager import SchedulerManager
 from allotment.scheduler.pipeline import Pipeline
 from allotment.scheduler.placement import PlacementClient
-from allotment.web import error_response
+from allotment.web import JSON, dumps, error_response
 
 LOG = logging.getLogger(__name__)
 SETTINGS_ENV = "ALLOTMENT_SETTINGS_JSON"
+OPENAPI_PATH = "/openapi.json"
 
 
 class Background(Protocol):
@@ -293,6 +295,7 @@ class AllotmentApp:
         self.prefix = services.settings.server.scheduler_prefix.rstrip("/")
         self._scheduler = scheduler
         self._placement = placement
+        self._openapi = dumps(openapi.document(services.settings.server.scheduler_prefix))
         # The error layer wraps authentication too: a token lookup can meet a database
         # that is down, and that is a 503 like any other request's.
         handler: ASGIApp = ErrorMiddleware(
@@ -307,6 +310,9 @@ class AllotmentApp:
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
+        if path == OPENAPI_PATH and scope["method"] in ("GET", "HEAD"):
+            await Response(self._openapi, media_type=JSON)(scope, receive, send)
+            return
         if self._scheduler is not None and (
             path == self.prefix or path.startswith(self.prefix + "/")
         ):

@@ -38,6 +38,7 @@ def _providers(client: PlacementClient) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("path", ["/resource_providers", "/scheduler/v1/select_destinations"])
 def test_deeply_nested_body_is_400(client: PlacementClient, path: str) -> None:
     response = _raw(client, "POST", path, b"[" * 5000 + b"]" * 5000)
+    _is_400(_raw(client, "POST", path, b"[" * 900 + b"]" * 900), "nested deeper than 64")
     _is_400(response, "Malformed JSON", "nest")
 
 

@@ -15,9 +15,13 @@ from allotment.web import error_response
 REQUEST_ID_HEADERS = (b"x-openstack-request-id", b"openstack-request-id")
 
 
+PUBLIC_PATHS = frozenset({"/", "", "/openapi.json"})
+
+
 def public_root(scope: Scope) -> bool:
-    """``GET /`` (the version document) needs no credentials, as upstream."""
-    return scope["path"] in ("/", "")
+    """``GET /`` (the version document, as upstream) and the OpenAPI document need no
+    credentials."""
+    return scope["path"] in PUBLIC_PATHS
 
 
 class ContextMiddleware:

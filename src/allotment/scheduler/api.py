@@ -171,7 +171,7 @@ def explain(api: SchedulerAPI, ctx: RequestContext, params: dict[str, str], body
     return _json(api.manager.explain(ctx, spec, uuids, hosts=hosts))
 
 
-_ROUTES: list[tuple[str, str, Handler]] = [
+ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/select_destinations", select_destinations),
     ("POST", "/explain", explain),
     ("GET", "/hosts", list_hosts),
@@ -198,7 +198,7 @@ class SchedulerAPI:
         self.prefix = prefix.rstrip("/")
         self.routes = [
             (method, re.compile(re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path)), handler)
-            for method, path, handler in _ROUTES
+            for method, path, handler in ROUTES
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
