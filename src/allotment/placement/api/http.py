@@ -155,6 +155,12 @@ def in_thread(handler: Handler) -> Handler:
     return handler
 
 
+def index_free(handler: Handler) -> Handler:
+    """Mark a handler that never reads the capacity index: it always runs inline."""
+    handler.index_free = True  # type: ignore[attr-defined]
+    return handler
+
+
 def _precheck(req: PlacementRequest, handler: Handler) -> None:
     headers = req.raw.headers
     if req.method == "GET":
@@ -170,10 +176,30 @@ def _precheck(req: PlacementRequest, handler: Handler) -> None:
             req.check_content_type()
 
 
+async def _run_beside_searches(handler: Handler, req: PlacementRequest) -> Response:
+    """Run a handler inline unless a worker thread holds the capacity index (a long
+    candidates search): then in a thread too, so the event loop never waits for the lock.
+
+    A read keeps the lock it probed with, so no search can take it in between; a write
+    only probes, because writes take the database's lock before the index's and holding
+    the index first could deadlock with a claim in a thread."""
+    lock = req.service.index.lock
+    if not lock.acquire(blocking=False):
+        return await run_in_threadpool(handler, req)
+    if req.method != "GET":
+        lock.release()
+        return handler(req)
+    try:
+        return handler(req)
+    finally:
+        lock.release()
+
+
 def endpoint(handler: Handler) -> Endpoint:
     """Adapt a synchronous handler to Starlette and map domain errors to HTTP once."""
 
     threaded = getattr(handler, "in_thread", False)
+    inline = getattr(handler, "index_free", False)
 
     async def run(request: Request) -> Response:
         body = await request.body() if request.scope["method"] in BODY_METHODS else b""
@@ -182,7 +208,9 @@ def endpoint(handler: Handler) -> Endpoint:
             _precheck(req, handler)
             if threaded:
                 return await run_in_threadpool(handler, req)
-            return handler(req)
+            if inline:
+                return handler(req)
+            return await _run_beside_searches(handler, req)
         except errors.AllotmentError as exc:
             if status_of(exc) >= 500:
                 LOG.error("%s %s failed: %s", req.method, request.url.path, exc.message)

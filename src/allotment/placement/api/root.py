@@ -6,7 +6,7 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from allotment.placement.api import microversion
-from allotment.placement.api.http import PlacementRequest, newest
+from allotment.placement.api.http import PlacementRequest, index_free, newest
 
 
 def version_document() -> dict[str, object]:
@@ -23,6 +23,7 @@ def version_document() -> dict[str, object]:
     }
 
 
+@index_free
 def home(req: PlacementRequest) -> Response:
     document = version_document()
     down = req.raw.app.state.health.down()
