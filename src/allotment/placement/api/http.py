@@ -10,7 +10,9 @@ worker thread so the event loop keeps serving other requests meanwhile.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -176,6 +178,22 @@ def _precheck(req: PlacementRequest, handler: Handler) -> None:
             req.check_content_type()
 
 
+# Threads that may wait for the index at once: each holds a database connection meanwhile,
+# so more would drain the pool (default 10 + 10) and time out other requests.
+MAX_INDEX_WAITERS = 8
+_WAITERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _waiters() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    found = _WAITERS.get(loop)
+    if found is None:
+        found = _WAITERS[loop] = asyncio.Semaphore(MAX_INDEX_WAITERS)
+    return found
+
+
 async def _run_beside_searches(handler: Handler, req: PlacementRequest) -> Response:
     """Run a handler inline unless a worker thread holds the capacity index (a long
     candidates search): then in a thread too, so the event loop never waits for the lock.
@@ -185,7 +203,8 @@ async def _run_beside_searches(handler: Handler, req: PlacementRequest) -> Respo
     the index first could deadlock with a claim in a thread."""
     lock = req.service.index.lock
     if not lock.acquire(blocking=False):
-        return await run_in_threadpool(handler, req)
+        async with _waiters():
+            return await run_in_threadpool(handler, req)
     if req.method != "GET":
         lock.release()
         return handler(req)
