@@ -183,8 +183,10 @@ def test_heaviest_candidates_request_is_capped_and_does_not_block_the_loop(
         thread.join()
         assert result["status"] == 200, result
         assert 0 < int(str(result["count"])) <= 2000
-        worst = max(latencies)
-        assert worst < 0.1, (worst, statistics.median(latencies), result)
+        # p95, not the max: the machine is shared, one scheduling hiccup is not the loop
+        # being blocked (which held every probe for the whole search before).
+        p95 = sorted(latencies)[int(0.95 * len(latencies))]
+        assert p95 < 0.1, (p95, max(latencies), statistics.median(latencies), result)
         over = client.get("/allocation_candidates", params={**HEAVY, "limit": "2001"})
         assert over.status_code == 400
         assert "cap of 2000" in over.json()["errors"][0]["detail"]
