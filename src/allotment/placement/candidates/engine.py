@@ -565,7 +565,7 @@ class _Search:
         rng = np.random.default_rng() if self.query.randomize else None
         if rng is not None:
             position = rng.permutation(len(starts))[block]
-            rank = _shuffled_ranks(rank, block, counts, rng)
+            rank = _shuffled_ranks(rank, block, rng)
         else:
             position = block
         block_position = position[starts]
@@ -603,9 +603,7 @@ def _ranks(anchor: IntArray) -> IntArray:
     return ranks
 
 
-def _shuffled_ranks(
-    rank: IntArray, block: IntArray, counts: IntArray, rng: np.random.Generator
-) -> IntArray:
+def _shuffled_ranks(rank: IntArray, block: IntArray, rng: np.random.Generator) -> IntArray:
     """A random order of the combinations within each anchor."""
     keys = rng.random(len(rank))
     order = np.lexsort((keys, block))
