@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from allotment import __version__
-from allotment.placement.api import microversion
+from allotment.placement import microversions
 from allotment.placement.api.routes import ROUTES
 from allotment.placement.schemas import Schema
 from allotment.placement.schemas import aggregate as aggregate_schemas
@@ -33,7 +33,7 @@ from allotment.scheduler.manager import MAX_INSTANCES
 from allotment.scheduler.records import AggregateBody, HostReport, InstanceInfo
 from allotment.scheduler.request import RequestSpec
 
-LATEST = microversion.MAX.minor
+LATEST = microversions.MAX_VERSION[1]
 _PLACEMENT_BODIES: dict[tuple[str, str], Schema] = {
     ("POST", "/resource_providers"): provider_schemas.POST_1_14,
     ("PUT", "/resource_providers/{uuid}"): provider_schemas.PUT_1_14,

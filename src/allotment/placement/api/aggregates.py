@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from allotment.placement.api import microversion as mv
+from allotment.placement import microversions as mv
 from allotment.placement.api.http import PlacementRequest, newest, takes_json
 from allotment.placement.model import Provider
 from allotment.placement.schemas import aggregate as schemas

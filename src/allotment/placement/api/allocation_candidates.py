@@ -21,7 +21,7 @@ import orjson
 from starlette.responses import Response
 
 from allotment import errors
-from allotment.placement.api import microversion as mv
+from allotment.placement import microversions as mv
 from allotment.placement.api import params
 from allotment.placement.api.http import PlacementRequest, in_thread, newest
 from allotment.placement.candidates import CandidateSet

@@ -26,6 +26,7 @@ from starlette.responses import Response
 from allotment import errors, jsonparse
 from allotment.auth import authorize
 from allotment.context import RequestContext
+from allotment.placement import microversions
 from allotment.placement.api import microversion
 from allotment.placement.api.microversion import Microversion
 from allotment.placement.schemas import Schema
@@ -120,7 +121,7 @@ class PlacementRequest:
 
     @property
     def wants_last_modified(self) -> bool:
-        return self.mv.at_least(microversion.LAST_MODIFIED)
+        return self.mv.at_least(microversions.LAST_MODIFIED)
 
     def respond(
         self,
@@ -236,7 +237,7 @@ def endpoint(handler: Handler) -> Endpoint:
             return error_response(
                 exc,
                 request_id=req.context.request_id,
-                with_code=req.mv.at_least(microversion.ERROR_CODES),
+                with_code=req.mv.at_least(microversions.ERROR_CODES),
                 method=req.method,
                 content_type=getattr(exc, "media_type", ""),
                 accept=request.headers.get("accept"),

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 
 from allotment import errors
 from allotment.numbers import DB_MAX_INT, parse_int
-from allotment.placement.api import microversion
+from allotment.placement import microversions
 from allotment.placement.api.microversion import Microversion
 from allotment.placement.model import CandidateRequest, RequestGroup
 from allotment.placement.schemas import is_uuid_like
@@ -112,14 +112,14 @@ def traits_param(
     values: Sequence[str], mv: Microversion
 ) -> tuple[tuple[frozenset[str], ...], frozenset[str]]:
     """All values of one ``required[$S]`` key; before 1.39 only the last one counts."""
-    allow_any = mv.at_least(microversion.ANY_TRAITS)
+    allow_any = mv.at_least(microversions.ANY_TRAITS)
     if not allow_any:
         values = values[-1:]
     required: list[frozenset[str]] = []
     forbidden: set[str] = set()
     for value in values:
         any_of, nots = parse_traits(
-            value, allow_forbidden=mv.at_least(microversion.FORBIDDEN_TRAITS), allow_any=allow_any
+            value, allow_forbidden=mv.at_least(microversions.FORBIDDEN_TRAITS), allow_any=allow_any
         )
         required += any_of
         forbidden |= nots
@@ -155,7 +155,7 @@ def member_of_param(
     values: Sequence[str], suffix: str, mv: Microversion
 ) -> tuple[tuple[frozenset[str], ...], frozenset[str]]:
     """All values of one ``member_of[$S]`` key: any-of sets (ANDed) and forbidden uuids."""
-    if not mv.at_least(microversion.MULTI_MEMBER_OF) and len(values) > 1:
+    if not mv.at_least(microversions.MULTI_MEMBER_OF) and len(values) > 1:
         raise _bad(f"Multiple member_of{suffix} parameters are not supported")
     required: list[frozenset[str]] = []
     forbidden: set[str] = set()
@@ -164,7 +164,7 @@ def member_of_param(
         if any_of:
             required.append(frozenset(_canonical_uuid(u) for u in any_of))
         if nots:
-            if not mv.at_least(microversion.FORBIDDEN_AGGREGATES):
+            if not mv.at_least(microversions.FORBIDDEN_AGGREGATES):
                 raise _bad(
                     f"Forbidden member_of{suffix} parameters are not supported in the "
                     "specified microversion"
@@ -214,7 +214,7 @@ def request_groups(
     query: Query, mv: Microversion, same_subtrees: Sequence[frozenset[str]] = ()
 ) -> tuple[RequestGroup, ...]:
     """The request groups of a query, in the order their first key appears."""
-    pattern = _KEY_1_33 if mv.at_least(microversion.VERBOSE_SUFFIXES) else _KEY
+    pattern = _KEY_1_33 if mv.at_least(microversions.VERBOSE_SUFFIXES) else _KEY
     builders: dict[str, _GroupBuilder] = {}
     seen: set[str] = set()
     for key, value in query:
@@ -236,11 +236,11 @@ def request_groups(
                     values_of(query, key), suffix, mv
                 )
     groups = [b.build() for b in builders.values()]
-    if mv.at_least(microversion.SAME_SUBTREE):
+    if mv.at_least(microversions.SAME_SUBTREE):
         _check_resourceless(groups, same_subtrees)
     else:
         _check_orphans(groups)
-    if mv.at_least(microversion.FORBIDDEN_TRAITS):
+    if mv.at_least(microversions.FORBIDDEN_TRAITS):
         _check_conflicts(groups)
     return tuple(groups)
 
@@ -372,5 +372,5 @@ def candidate_request(query: Query, mv: Microversion) -> CandidateRequest:
         root_required=root_required,
         root_forbidden=root_forbidden,
         same_subtrees=tuple(same_subtrees),
-        nested_aware=mv.at_least(microversion.NESTED_CANDIDATES),
+        nested_aware=mv.at_least(microversions.NESTED_CANDIDATES),
     )

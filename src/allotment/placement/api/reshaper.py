@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from allotment import errors
-from allotment.placement.api import microversion as mv
+from allotment.placement import microversions as mv
 from allotment.placement.api.allocations import NOT_FOUND, write_errors
 from allotment.placement.api.http import PlacementRequest
 from allotment.placement.api.inventories import FIELDS

@@ -7,7 +7,7 @@ from typing import Any
 from starlette.responses import Response
 
 from allotment import errors
-from allotment.placement.api import microversion as mv
+from allotment.placement import microversions as mv
 from allotment.placement.api import params
 from allotment.placement.api.http import PlacementRequest, newest, takes_json
 from allotment.placement.model import Provider, RequestGroup

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from allotment import errors
-from allotment.placement.api import microversion as mv
+from allotment.placement import microversions as mv
 from allotment.placement.api.http import Endpoint, mv_or_min
 from allotment.web import error_response
 

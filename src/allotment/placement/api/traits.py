@@ -7,7 +7,7 @@ from typing import TypedDict
 from starlette.responses import Response
 
 from allotment import errors
-from allotment.placement.api import microversion as mv
+from allotment.placement import microversions as mv
 from allotment.placement.api.http import PlacementRequest, newest
 from allotment.placement.model import CatalogEntry, Provider
 from allotment.placement.schemas import trait as schemas

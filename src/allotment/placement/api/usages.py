@@ -7,7 +7,7 @@ from typing import Any
 from starlette.responses import Response
 
 from allotment import errors
-from allotment.placement.api import microversion as mv
+from allotment.placement import microversions as mv
 from allotment.placement.api.allocations import NOT_FOUND
 from allotment.placement.api.http import PlacementRequest, newest
 from allotment.placement.schemas import usage as schemas

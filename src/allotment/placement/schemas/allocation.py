@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from allotment.placement import microversions as mv
 from allotment.placement.model import MAX_INT
 from allotment.placement.schemas import Schema
 
@@ -142,15 +143,24 @@ MANY_1_38 = _many(_PUT_1_38, 0)
 
 def put_schema(minor: int) -> Schema:
     """The PUT /allocations/{consumer_uuid} body schema at microversion 1.``minor``."""
-    for since, schema in ((38, PUT_1_38), (34, PUT_1_34), (28, PUT_1_28), (12, PUT_1_12)):
+    for since, schema in (
+        (mv.CONSUMER_TYPES, PUT_1_38),
+        (mv.MAPPINGS, PUT_1_34),
+        (mv.CONSUMER_GENERATION, PUT_1_28),
+        (mv.DICT_ALLOCATIONS, PUT_1_12),
+    ):
         if minor >= since:
             return schema
-    return PUT_1_8 if minor >= 8 else PUT_1_0
+    return PUT_1_8 if minor >= mv.ALLOCATION_OWNER else PUT_1_0
 
 
 def post_schema(minor: int) -> Schema:
     """The POST /allocations body schema at microversion 1.``minor`` (1.13 and later)."""
-    for since, schema in ((38, POST_1_38), (34, POST_1_34), (28, POST_1_28)):
+    for since, schema in (
+        (mv.CONSUMER_TYPES, POST_1_38),
+        (mv.MAPPINGS, POST_1_34),
+        (mv.CONSUMER_GENERATION, POST_1_28),
+    ):
         if minor >= since:
             return schema
     return POST_1_13

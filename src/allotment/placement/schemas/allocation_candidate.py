@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from allotment.placement import microversions as mv
 from allotment.placement.schemas import Schema
 
 _GROUP = r"[1-9][0-9]*"
@@ -56,15 +57,15 @@ _PREFIX = "Invalid query string parameters"
 _BY_MINOR = {
     minor: Schema(schema, prefix=_PREFIX)
     for minor, schema in (
-        (10, _1_10),
-        (16, _1_16),
-        (17, _1_17),
-        (21, _1_21),
-        (25, _1_25),
-        (31, _1_31),
-        (33, _1_33),
-        (35, _1_35),
-        (36, _1_36),
+        (mv.ALLOCATION_CANDIDATES, _1_10),
+        (mv.CANDIDATE_LIMIT, _1_16),
+        (mv.CANDIDATE_TRAITS, _1_17),
+        (mv.CANDIDATE_MEMBER_OF, _1_21),
+        (mv.GRANULAR_GROUPS, _1_25),
+        (mv.CANDIDATE_IN_TREE, _1_31),
+        (mv.VERBOSE_SUFFIXES, _1_33),
+        (mv.ROOT_REQUIRED, _1_35),
+        (mv.SAME_SUBTREE, _1_36),
     )
 }
 

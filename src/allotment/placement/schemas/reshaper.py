@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from allotment.placement import microversions as mv
 from allotment.placement.schemas import Schema
 from allotment.placement.schemas import allocation as alloc
 from allotment.placement.schemas.inventory import PUT_ALL
@@ -35,6 +36,7 @@ POST_1_38 = Schema(_BODY_1_38)
 
 
 def post_schema(minor: int) -> Schema:
-    if minor >= 38:
+    """The POST /reshaper body schema at microversion 1.``minor`` (1.30 and later)."""
+    if minor >= mv.CONSUMER_TYPES:
         return POST_1_38
-    return POST_1_34 if minor >= 34 else POST_1_30
+    return POST_1_34 if minor >= mv.MAPPINGS else POST_1_30

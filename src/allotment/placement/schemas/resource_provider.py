@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from allotment.placement import microversions as mv
 from allotment.placement.schemas import Schema
 
 _NAME = {"type": "string", "maxLength": 200}
@@ -30,12 +31,12 @@ PUT = Schema(_PUT)
 PUT_1_14 = Schema(_PUT_1_14)
 
 _LIST_PROPERTIES: list[tuple[int, str, dict[str, Any]]] = [
-    (0, "name", {"type": "string"}),
-    (0, "uuid", _UUID),
-    (3, "member_of", {"type": "string"}),
-    (4, "resources", {"type": "string"}),
-    (14, "in_tree", _UUID),
-    (18, "required", {"type": "string"}),
+    (mv.MIN_VERSION[1], "name", {"type": "string"}),
+    (mv.MIN_VERSION[1], "uuid", _UUID),
+    (mv.MEMBER_OF, "member_of", {"type": "string"}),
+    (mv.RESOURCES_FILTER, "resources", {"type": "string"}),
+    (mv.NESTED_PROVIDERS, "in_tree", _UUID),
+    (mv.PROVIDER_TRAITS_FILTER, "required", {"type": "string"}),
 ]
 
 
