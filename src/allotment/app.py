@@ -64,18 +64,30 @@ class Background(Protocol):
 
 
 class HostCacheTasks:
-    """The host cache's life in the process: loaded at start-up, its periodic round
-    (flush heartbeats, discovery, aggregate resync) as a PeriodicTask, rebuilt on SIGHUP
-    (when started on the main thread), flushed at shutdown."""
+    """The host cache's life in the process: loaded at start-up; its sync round (flush
+    heartbeats, catch up with other processes) and its slow round (discovery, aggregate
+    resync, change-log pruning) as PeriodicTasks; rebuilt on SIGHUP (when started on the
+    main thread); flushed at shutdown."""
 
-    def __init__(self, host_manager: HostManager, interval: float) -> None:
+    def __init__(
+        self,
+        host_manager: HostManager,
+        interval: float,
+        *,
+        sync_interval: float = 0.5,
+        change_log_retention_s: float | None = None,
+    ) -> None:
         self.host_manager = host_manager
-        self.task = PeriodicTask("host-cache", interval, host_manager.periodic)
+        self.task = PeriodicTask(
+            "host-cache", interval, lambda: host_manager.periodic(change_log_retention_s)
+        )
+        self.sync_task = PeriodicTask("host-cache-sync", sync_interval, host_manager.sync)
         self._previous_sighup: Any = None
 
     def start(self) -> None:
         self.host_manager.load()
         self.task.start()
+        self.sync_task.start()
         if threading.current_thread() is threading.main_thread():
             self._previous_sighup = signal.signal(signal.SIGHUP, self._on_sighup)
 
@@ -91,6 +103,7 @@ class HostCacheTasks:
         if self._previous_sighup is not None:
             signal.signal(signal.SIGHUP, self._previous_sighup)
             self._previous_sighup = None
+        self.sync_task.stop()
         self.task.stop()
         self.host_manager.close()
 
@@ -194,7 +207,15 @@ def build_services(settings: Settings) -> Services:
         ),
     )
     scheduler = SchedulerManager(settings, host_manager, pipeline, client)
-    background.append(HostCacheTasks(host_manager, settings.scheduler.periodic_interval))
+    background.append(
+        HostCacheTasks(
+            host_manager,
+            settings.scheduler.periodic_interval,
+            # Flush here, then read there: a change is seen elsewhere within the delay.
+            sync_interval=settings.scheduler.host_state_sync_delay / 2,
+            change_log_retention_s=settings.placement.change_log_retention_s,
+        )
+    )
     if settings.nova.config_file is not None:
         # Imported only when asked for: oslo.messaging is not free to import, and it
         # pulls in eventlet, which warns on import although nothing here uses it.

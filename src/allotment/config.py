@@ -191,8 +191,12 @@ class SchedulerConfig(Section):
     service_down_time: float = Field(60.0, gt=0)
     # Nova's [DEFAULT] default_availability_zone: the AZ of hosts in no AZ aggregate.
     default_availability_zone: str = "nova"
-    # How often the host cache writes heartbeats to SQL and looks for unknown providers.
+    # How often the host cache looks for unknown providers and repairs placement aggregates.
     periodic_interval: float = Field(10.0, gt=0)
+    # A host report, aggregate or instance change sent to any process is used by every
+    # other process's decisions after at most this many seconds (heartbeats are flushed
+    # and the change log read every half of it).
+    host_state_sync_delay: float = Field(1.0, gt=0, le=60)
 
 
 class FilterSchedulerConfig(Section):

@@ -16,8 +16,15 @@ readers never do.
 
 Every method takes the caller's RequestContext: it is checked against the
 ``scheduler:...`` policy rules, its request id is on every log line, and it is never
-dropped. The periodic round (``periodic``) and the final flush (``close``) are run by the
-app (``allotment.app.HostCacheTasks``); this class runs no thread of its own. Instance
+dropped. The sync round (``sync``), the periodic round (``periodic``) and the final flush
+(``close``) are run by the app (``allotment.app.HostCacheTasks``); this class runs no
+thread of its own.
+
+Several processes (or workers) on one database share one truth: every write above also
+appends a ``scheduler_changes`` row, and ``catch_up`` re-reads the rows the changes of
+other processes name, the way the capacity index follows the ledger's change log. A host
+is up if any process recorded a fresh enough heartbeat: flushes never lower a stored
+heartbeat, and catching up keeps the fresher of the stored and the unflushed one. Instance
 uuids are logged at debug level only.
 """
 
@@ -28,7 +35,10 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any, Protocol
+
+from sqlalchemy.engine import Connection
 
 from allotment import errors, log
 from allotment.auth import policy
@@ -46,6 +56,8 @@ from allotment.scheduler.records import (
 from allotment.scheduler.snapshot import HostSnapshot
 
 LOG = logging.getLogger(__name__)
+# Change rows read per catch-up query.
+_BATCH = 10000
 # Report fields written behind (with the heartbeat flush) rather than in the request.
 VOLATILE_FIELDS = frozenset({"io_ops", "metrics"})
 
@@ -111,6 +123,8 @@ class _Records:
     hosts: dict[str, HostRecord] = field(default_factory=dict)
     aggregates: dict[str, Aggregate] = field(default_factory=dict)
     instances: dict[str, dict[str, InstanceInfo]] = field(default_factory=dict)
+    # The position in scheduler_changes these records were read at.
+    seq: int = 0
 
 
 class HostManager:
@@ -147,6 +161,10 @@ class HostManager:
         self._changed_instances: set[str] = set()
         # Nodes with a heartbeat not yet in SQL, and whether volatile report fields changed.
         self._unflushed: dict[str, tuple[HostRecord, bool]] = {}
+        # The change-log position applied, and this process's changes after it (applied
+        # when written, so catching up skips them).
+        self._seq = 0
+        self._own: set[int] = set()
 
     # -- reading ------------------------------------------------------------------------
 
@@ -158,15 +176,19 @@ class HostManager:
 
     def _read(self) -> _Records:
         with self.db.read() as conn:
+            seq = store.latest_change(conn)
             hosts, aggregates, instances = store.load(conn)
         return _Records(
             hosts={r.uuid: r for r in hosts},
             aggregates={a.uuid: a for a in aggregates},
             instances=instances,
+            seq=seq,
         )
 
     def _install(self, records: _Records) -> None:
         self._records = records
+        self._seq = records.seq
+        self._own.clear()
         self._generation += 1
         self._snapshot = self._build(records)
         self._changed_hosts.clear()
@@ -235,12 +257,15 @@ class HostManager:
         hosts: Iterable[str] = (),
         instances: Iterable[str] = (),
         rebuild: bool = False,
+        seq: int = 0,
     ) -> None:
         """Apply a committed change to the in-memory records and note what the next
         snapshot must refresh (under the publishing lock, so a snapshot build never sees
-        the records mid-change)."""
+        the records mid-change); ``seq``, the change's number, need not be re-read."""
         with self._lock:
             change(self._records)
+            if seq > self._seq:
+                self._own.add(seq)
             self._changed_hosts.update(hosts)
             self._changed_instances.update(instances)
             self._rebuild |= rebuild
@@ -269,7 +294,12 @@ class HostManager:
 
                 self._apply(beat, hosts=[kept.uuid])
                 return kept
-            self.db.transaction(lambda conn: store.save_host(conn, record, utcnow()))
+
+            def write(conn: Connection) -> int:
+                gone = store.save_host(conn, record, utcnow())
+                return store.record_change(conn, store.SCOPE_HOSTS, [record.uuid, *gone])
+
+            seq = self.db.transaction(write)
             replaced = [
                 u
                 for u, r in self._records.hosts.items()
@@ -283,7 +313,9 @@ class HostManager:
                 records.hosts[record.uuid] = record
                 self._unflushed.pop(record.uuid, None)
 
-            self._apply(save, hosts=[record.uuid], rebuild=old is None or bool(replaced) or moved)
+            self._apply(
+                save, hosts=[record.uuid], rebuild=old is None or bool(replaced) or moved, seq=seq
+            )
             if old is None:
                 LOG.info("host %s node %s reported for the first time", host, nodename)
                 self._mirror_new_node(ctx, host, record.uuid)
@@ -304,8 +336,13 @@ class HostManager:
         aggregate = Aggregate(uuid, body.name, dict(body.metadata), frozenset(body.hosts))
         with log.request_context(ctx), self._write_lock:
             old = self._records.aggregates.get(uuid)
-            self.db.transaction(lambda conn: store.save_aggregate(conn, aggregate, utcnow()))
-            self._apply(lambda r: r.aggregates.__setitem__(uuid, aggregate), rebuild=True)
+
+            def write(conn: Connection) -> int:
+                store.save_aggregate(conn, aggregate, utcnow())
+                return store.record_change(conn, store.SCOPE_AGGREGATES, [uuid])
+
+            seq = self.db.transaction(write)
+            self._apply(lambda r: r.aggregates.__setitem__(uuid, aggregate), rebuild=True, seq=seq)
             LOG.info("aggregate %s (%s) now has %d hosts", uuid, body.name, len(aggregate.hosts))
             before = old.hosts if old else frozenset()
             self._mirror(ctx, uuid, aggregate.hosts - before, before - aggregate.hosts)
@@ -318,8 +355,13 @@ class HostManager:
             old = self._records.aggregates.get(uuid)
             if old is None:
                 raise errors.NotFound(f"No aggregate with uuid {uuid} is known to the scheduler.")
-            self.db.transaction(lambda conn: store.delete_aggregate(conn, uuid))
-            self._apply(lambda r: r.aggregates.__delitem__(uuid), rebuild=True)
+
+            def write(conn: Connection) -> int:
+                store.delete_aggregate(conn, uuid)
+                return store.record_change(conn, store.SCOPE_AGGREGATES, [uuid])
+
+            seq = self.db.transaction(write)
+            self._apply(lambda r: r.aggregates.__delitem__(uuid), rebuild=True, seq=seq)
             LOG.info("aggregate %s (%s) deleted", uuid, old.name)
             self._mirror(ctx, uuid, frozenset(), old.hosts)
 
@@ -332,9 +374,18 @@ class HostManager:
         if not self._tracking():
             return
         with log.request_context(ctx), self._write_lock:
-            self.db.transaction(lambda conn: store.save_instances(conn, host, infos, utcnow()))
+
+            def write(conn: Connection) -> int:
+                others = store.save_instances(conn, host, infos, utcnow())
+                return store.record_change(conn, store.SCOPE_INSTANCES, [host, *others])
+
+            seq = self.db.transaction(write)
             moved_from = self._move_instances(host, infos)
-            self._apply(lambda r: _place(r, host, infos, moved_from), instances={host, *moved_from})
+            self._apply(
+                lambda r: _place(r, host, infos, moved_from),
+                instances={host, *moved_from},
+                seq=seq,
+            )
             LOG.info("host %s: %d instance(s) updated", host, len(infos))
             LOG.debug("host %s: instances %s updated", host, [i.uuid for i in infos])
 
@@ -348,8 +399,13 @@ class HostManager:
             if instance_uuid not in held:
                 LOG.debug("host %s: instance %s to delete was not known", host, instance_uuid)
                 return
-            self.db.transaction(lambda conn: store.delete_instances(conn, [instance_uuid]))
-            self._apply(lambda r: r.instances[host].pop(instance_uuid), instances=[host])
+
+            def write(conn: Connection) -> int:
+                store.delete_instances(conn, [instance_uuid])
+                return store.record_change(conn, store.SCOPE_INSTANCES, [host])
+
+            seq = self.db.transaction(write)
+            self._apply(lambda r: r.instances[host].pop(instance_uuid), instances=[host], seq=seq)
             LOG.info("host %s: 1 instance deleted", host)
             LOG.debug("host %s: instance %s deleted", host, instance_uuid)
 
@@ -371,11 +427,12 @@ class HostManager:
                 return SyncResult(True, [], [])
             infos = [InstanceInfo(uuid=u) for u in added]
 
-            def work(conn: Any) -> None:
+            def work(conn: Connection) -> int:
                 store.delete_instances(conn, removed)
-                store.save_instances(conn, host, infos, utcnow())
+                others = store.save_instances(conn, host, infos, utcnow())
+                return store.record_change(conn, store.SCOPE_INSTANCES, [host, *others])
 
-            self.db.transaction(work)
+            seq = self.db.transaction(work)
             moved_from = self._move_instances(host, infos)
 
             def correct(records: _Records) -> None:
@@ -383,7 +440,7 @@ class HostManager:
                     records.instances[host].pop(uuid)
                 _place(records, host, infos, moved_from)
 
-            self._apply(correct, instances={host, *moved_from})
+            self._apply(correct, instances={host, *moved_from}, seq=seq)
             LOG.info(
                 "host %s: instance list out of sync (%d added, %d removed); corrected",
                 host,
@@ -474,23 +531,33 @@ class HostManager:
         if not pending:
             return 0
 
-        def work(conn: Any) -> None:
+        def work(conn: Connection) -> list[int]:
             beats = {}
+            saved: list[str] = []
             now = utcnow()
             for uuid, (record, volatile) in pending.items():
                 if volatile:
-                    store.save_host(conn, record, now)
+                    saved.extend([uuid, *store.save_host(conn, record, now)])
                 else:
                     beats[uuid] = record.heartbeat
             store.save_heartbeats(conn, beats)
+            seqs = []
+            if saved:
+                seqs.append(store.record_change(conn, store.SCOPE_HOSTS, saved))
+            if beats:
+                oldest = min(beats.values())
+                seqs.append(store.record_change(conn, store.SCOPE_HEARTBEATS, [oldest]))
+            return seqs
 
         try:
-            self.db.transaction(work)
+            seqs = self.db.transaction(work)
         except Exception:
             with self._lock:
                 for uuid, entry in pending.items():
                     self._unflushed.setdefault(uuid, entry)
             raise
+        with self._lock:
+            self._own.update(s for s in seqs if s > self._seq)
         return len(pending)
 
     def reset(self, ctx: RequestContext) -> HostSnapshot:
@@ -503,6 +570,8 @@ class HostManager:
             snapshot = self._build(records)
             with self._lock:
                 self._records = records
+                self._seq = records.seq
+                self._own.clear()
                 self._generation += 1
                 snapshot.generation = self._generation
                 self._snapshot = snapshot
@@ -516,6 +585,136 @@ class HostManager:
                 (time.perf_counter() - started) * 1000,
             )
             return snapshot
+
+    def catch_up(self) -> int:
+        """Apply what other processes wrote since the last position (host reports,
+        aggregates, instance lists, heartbeats), reading exactly the rows the change log
+        names; rebuild if the log was pruned past it. Returns how many changes applied."""
+        applied = 0
+        with self._write_lock:
+            while True:
+                with self.db.read() as conn:
+                    found = store.changes_since(conn, self._seq, _BATCH)
+                    if found and found[0].seq > self._seq + 1:
+                        oldest = store.oldest_change(conn)
+                        if oldest is not None and oldest > self._seq + 1:
+                            found = []
+                            pruned = True
+                        else:
+                            pruned = False
+                    else:
+                        pruned = False
+                    if not pruned:
+                        fresh = self._read_changes(conn, found)
+                if pruned:
+                    LOG.warning(
+                        "the scheduler change log was pruned past this process's position %d; "
+                        "rebuilding the host cache",
+                        self._seq,
+                    )
+                    records = self._read()
+                    with self._lock:
+                        self._install(records)
+                    return applied
+                if not found:
+                    return applied
+                with self._lock:
+                    self._apply_fresh(fresh)
+                    self._seq = max(self._seq, found[-1].seq)
+                    self._own = {s for s in self._own if s > self._seq}
+                applied += fresh.changes
+                if len(found) < _BATCH:
+                    return applied
+
+    def _read_changes(self, conn: Connection, found: Sequence[store.Change]) -> _Fresh:
+        """The current rows of what ``found`` (less this process's own changes) names."""
+        with self._lock:
+            own = set(self._own)
+        fresh = _Fresh()
+        host_uuids: set[str] = set()
+        aggregate_uuids: set[str] = set()
+        instance_hosts: set[str] = set()
+        beats_since: float | None = None
+        for change in found:
+            if change.seq in own:
+                continue
+            fresh.changes += 1
+            if change.scope == store.SCOPE_HOSTS:
+                host_uuids.update(change.keys)
+            elif change.scope == store.SCOPE_AGGREGATES:
+                aggregate_uuids.update(change.keys)
+            elif change.scope == store.SCOPE_INSTANCES:
+                instance_hosts.update(change.keys)
+            elif change.scope == store.SCOPE_HEARTBEATS and change.keys:
+                oldest = float(change.keys[0])
+                beats_since = oldest if beats_since is None else min(beats_since, oldest)
+        if host_uuids:
+            found_hosts = {r.uuid: r for r in store.load_hosts(conn, host_uuids)}
+            fresh.hosts = {u: found_hosts.get(u) for u in host_uuids}
+        if aggregate_uuids:
+            found_aggregates = {a.uuid: a for a in store.load_aggregates(conn, aggregate_uuids)}
+            fresh.aggregates = {u: found_aggregates.get(u) for u in aggregate_uuids}
+        if instance_hosts:
+            found_instances = store.load_instances(conn, instance_hosts)
+            fresh.instances = {h: found_instances.get(h, {}) for h in instance_hosts}
+        if beats_since is not None:
+            fresh.heartbeats = store.load_heartbeats(conn, beats_since)
+        return fresh
+
+    def _apply_fresh(self, fresh: _Fresh) -> None:
+        """Make the records match rows read by ``catch_up`` (under ``_lock``). A heartbeat
+        is the freshest any process recorded: the stored one or one not yet flushed here."""
+        records = self._records
+        rebuild = False
+        changed: set[str] = set()
+        for uuid, stored in fresh.hosts.items():
+            old = records.hosts.get(uuid)
+            if stored is None:
+                if old is not None:
+                    del records.hosts[uuid]
+                    self._unflushed.pop(uuid, None)
+                    rebuild = True
+                continue
+            beat = max(stored.heartbeat, old.heartbeat if old is not None else 0.0)
+            row = replace(stored, heartbeat=beat)
+            for other, held in list(records.hosts.items()):
+                if other != uuid and (held.host, held.nodename) == (row.host, row.nodename):
+                    del records.hosts[other]
+                    rebuild = True
+            if old is None or (old.host, old.nodename) != (row.host, row.nodename):
+                rebuild = True
+            records.hosts[uuid] = row
+            if uuid in self._unflushed:
+                # The stored report is newer than the one noted here: flush only the beat.
+                self._unflushed[uuid] = (row, False)
+            changed.add(uuid)
+        for uuid, stored_beat in fresh.heartbeats.items():
+            known = records.hosts.get(uuid)
+            if known is not None and stored_beat > known.heartbeat:
+                records.hosts[uuid] = replace(known, heartbeat=stored_beat)
+                changed.add(uuid)
+        for uuid, aggregate in fresh.aggregates.items():
+            rebuild = True
+            if aggregate is None:
+                records.aggregates.pop(uuid, None)
+            else:
+                records.aggregates[uuid] = aggregate
+        for host_name, infos in fresh.instances.items():
+            if infos:
+                records.instances[host_name] = dict(infos)
+            else:
+                records.instances.pop(host_name, None)
+        if rebuild or changed or fresh.instances:
+            self._changed_hosts.update(u for u in changed if u in records.hosts)
+            self._changed_instances.update(fresh.instances)
+            self._rebuild |= rebuild
+            self._dirty = True
+
+    def prune_changes(self, retention_s: float) -> int:
+        """Forget scheduler change rows older than ``retention_s`` seconds."""
+        cutoff = utcnow() - timedelta(seconds=retention_s)
+        with self.db.write() as conn:
+            return store.prune_changes(conn, cutoff)
 
     def unknown_providers(self, providers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
         """Root providers (uuid, name) that no host has reported as its compute node."""
@@ -539,23 +738,48 @@ class HostManager:
         self.unreported = found
         return found
 
-    def periodic(self) -> None:
-        """One round of the background task: flush heartbeats, discover unreported
-        providers, repair placement aggregate membership."""
+    def sync(self) -> None:
+        """One round of the sync task (every half ``host_state_sync_delay``): write the
+        heartbeats received here, then apply what other processes wrote."""
         ctx = RequestContext.internal()
         with log.request_context(ctx):
             try:
                 flushed = self.flush_heartbeats()
-                if flushed:
-                    LOG.debug("flushed %d heartbeats", flushed)
+                applied = self.catch_up()
+                if flushed or applied:
+                    LOG.debug("flushed %d heartbeats, applied %d changes", flushed, applied)
+            except Exception:
+                LOG.exception("host cache sync failed; retrying next round")
+
+    def periodic(self, change_log_retention_s: float | None = None) -> None:
+        """One round of the slow background task: discover unreported providers, repair
+        placement aggregate membership, forget old change rows."""
+        ctx = RequestContext.internal()
+        with log.request_context(ctx):
+            try:
                 self.discover()
                 self.resync_aggregates(ctx)
+                if change_log_retention_s is not None:
+                    pruned = self.prune_changes(change_log_retention_s)
+                    if pruned:
+                        LOG.debug("pruned %d scheduler change rows", pruned)
             except Exception:
                 LOG.exception("host cache periodic task failed; retrying next round")
 
     def close(self) -> None:
         """Write what is still only in memory (at shutdown)."""
         self.flush_heartbeats()
+
+
+@dataclass
+class _Fresh:
+    """Rows ``catch_up`` read for the changes of other processes (``None``: deleted)."""
+
+    changes: int = 0
+    hosts: dict[str, HostRecord | None] = field(default_factory=dict)
+    aggregates: dict[str, Aggregate | None] = field(default_factory=dict)
+    instances: dict[str, dict[str, InstanceInfo]] = field(default_factory=dict)
+    heartbeats: dict[str, float] = field(default_factory=dict)
 
 
 def _same_except_volatile(old: HostRecord, new: HostRecord) -> bool:

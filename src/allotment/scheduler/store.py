@@ -4,11 +4,20 @@ The tables live in the same schema as the ledger (one database, one migration hi
 but only the HostManager reads or writes them. Structured report fields are stored as one
 JSON document per host, validated again when loaded, so a report written by an older
 version is read with today's defaults.
+
+Every write appends one ``scheduler_changes`` row naming what it touched (node uuids,
+aggregate uuids, host names of instance lists, or the oldest heartbeat of a flush), so
+every process's HostManager can catch up by re-reading exactly those rows. The ordering
+rule is the ledger's change log's (``allotment.placement.store.changes``): on PostgreSQL
+and MySQL the single counter row is locked, last, before the sequence number is drawn, so
+numbers are handed out in commit order. It is a log of its own because the host cache
+must not scan placement's claim traffic, nor the scheduler read placement's tables.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from allotment.db.database import utcnow
 from allotment.db.metadata import metadata
 from allotment.scheduler.records import Aggregate, HostRecord, HostReport, InstanceInfo
 
@@ -68,16 +78,62 @@ instances = sa.Table(
 )
 
 
+# Sequence numbers of scheduler_changes by commit order (one row, id 1).
+change_counter = sa.Table(
+    "scheduler_change_counter",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+)
+
+changes = sa.Table(
+    "scheduler_changes",
+    metadata,
+    sa.Column(
+        "seq",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    # One of the SCOPE_* names below.
+    sa.Column("scope", sa.String(32), nullable=False),
+    # A JSON list: what the write touched, in the scope's terms.
+    sa.Column("touched", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False, index=True),
+)
+
+# Node (compute node uuid) rows written or deleted.
+SCOPE_HOSTS = "hosts"
+# Aggregates (uuids) written or deleted.
+SCOPE_AGGREGATES = "aggregates"
+# Host names whose instance lists changed.
+SCOPE_INSTANCES = "instances"
+# A heartbeat flush: one key, the oldest heartbeat it wrote (every one it wrote is newer).
+SCOPE_HEARTBEATS = "heartbeats"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    seq: int
+    scope: str
+    keys: tuple[Any, ...]
+
+
 def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
 def _upsert(
-    conn: Connection, table: sa.Table, values: Mapping[str, Any], keep: Iterable[str]
+    conn: Connection,
+    table: sa.Table,
+    values: Mapping[str, Any],
+    keep: Iterable[str],
+    on_update: Mapping[str, Any] | None = None,
 ) -> None:
     """Insert a row or update it in place (keyed by the primary key); columns in ``keep``
-    are not overwritten on update."""
+    are not overwritten on update, those in ``on_update`` get its expressions."""
     update = {k: v for k, v in values.items() if k not in set(keep)}
+    update.update(on_update or {})
     name = conn.dialect.name
     if name == "postgresql":
         pg = postgresql.insert(table).values(**values)
@@ -92,16 +148,69 @@ def _upsert(
         conn.execute(lite.on_conflict_do_update(index_elements=keys, set_=update))
 
 
-def save_host(conn: Connection, record: HostRecord, now: datetime) -> None:
-    report = record.report
-    # The row of another node that held this (host, nodename) before is replaced.
-    conn.execute(
-        hosts.delete().where(
-            hosts.c.host == record.host,
-            hosts.c.nodename == record.nodename,
-            hosts.c.uuid != record.uuid,
+def record_change(conn: Connection, scope: str, keys: Iterable[Any]) -> int:
+    """Append a change row; returns its sequence number. Call last, just before commit."""
+    if conn.dialect.name != "sqlite":
+        conn.execute(
+            change_counter.update()
+            .where(change_counter.c.id == 1)
+            .values(seq=change_counter.c.seq + 1)
         )
+    values = {"scope": scope, "touched": _json(sorted(set(keys))), "created_at": utcnow()}
+    if conn.dialect.name == "postgresql":
+        return int(conn.execute(changes.insert().returning(changes.c.seq), values).scalar_one())
+    key = conn.execute(changes.insert(), values).inserted_primary_key
+    assert key is not None  # an insert of one row always has one
+    return int(key[0])
+
+
+def changes_since(conn: Connection, seq: int, limit: int) -> list[Change]:
+    """Change rows after ``seq``, oldest first."""
+    rows = conn.execute(
+        sa.select(changes.c.seq, changes.c.scope, changes.c.touched)
+        .where(changes.c.seq > seq)
+        .order_by(changes.c.seq)
+        .limit(limit)
+    ).all()
+    return [Change(row.seq, row.scope, tuple(orjson.loads(row.touched))) for row in rows]
+
+
+def latest_change(conn: Connection) -> int:
+    """The newest sequence number (0 for an empty log)."""
+    return int(
+        conn.execute(sa.select(sa.func.coalesce(sa.func.max(changes.c.seq), 0))).scalar_one()
     )
+
+
+def oldest_change(conn: Connection) -> int | None:
+    value = conn.execute(sa.select(sa.func.min(changes.c.seq))).scalar_one()
+    return None if value is None else int(value)
+
+
+def prune_changes(conn: Connection, older_than: datetime) -> int:
+    """Forget change rows older than ``older_than`` (always keeping the newest one)."""
+    newest = latest_change(conn)
+    result = conn.execute(
+        changes.delete().where(changes.c.created_at < older_than, changes.c.seq < newest)
+    )
+    return int(result.rowcount or 0)
+
+
+def save_host(conn: Connection, record: HostRecord, now: datetime) -> list[str]:
+    """Write a node's row; returns the uuids of the rows it replaced (another node that
+    held this host and nodename before)."""
+    report = record.report
+    replaced = list(
+        conn.execute(
+            sa.select(hosts.c.uuid).where(
+                hosts.c.host == record.host,
+                hosts.c.nodename == record.nodename,
+                hosts.c.uuid != record.uuid,
+            )
+        ).scalars()
+    )
+    if replaced:
+        conn.execute(hosts.delete().where(hosts.c.uuid.in_(replaced)))
     _upsert(
         conn,
         hosts,
@@ -117,14 +226,24 @@ def save_host(conn: Connection, record: HostRecord, now: datetime) -> None:
             "updated_at": now,
         },
         keep=("created_at",),
+        # Another process may have recorded a fresher heartbeat meanwhile.
+        on_update={
+            "heartbeat": sa.case(
+                (hosts.c.heartbeat > record.heartbeat, hosts.c.heartbeat),
+                else_=record.heartbeat,
+            )
+        },
     )
+    return replaced
 
 
 def save_heartbeats(conn: Connection, beats: Mapping[str, float]) -> None:
+    """One statement for every node that reported; a heartbeat never goes back in time
+    (another process may have recorded a fresher one)."""
     if beats:
         conn.execute(
             hosts.update()
-            .where(hosts.c.uuid == sa.bindparam("u"))
+            .where(hosts.c.uuid == sa.bindparam("u"), hosts.c.heartbeat < sa.bindparam("t"))
             .values(heartbeat=sa.bindparam("t")),
             [{"u": uuid, "t": t} for uuid, t in beats.items()],
         )
@@ -157,8 +276,17 @@ def delete_aggregate(conn: Connection, uuid: str) -> None:
 
 
 def save_instances(
-    conn: Connection, host: str, infos: Iterable[InstanceInfo], now: datetime
-) -> None:
+    conn: Connection, host: str, infos: Collection[InstanceInfo], now: datetime
+) -> set[str]:
+    """Record instances on ``host``; returns the other hosts they were recorded on."""
+    wanted = [i.uuid for i in infos]
+    previous = set(
+        conn.execute(
+            sa.select(instances.c.host).where(
+                instances.c.uuid.in_(wanted), instances.c.host != host
+            )
+        ).scalars()
+    )
     for info in infos:
         _upsert(
             conn,
@@ -171,6 +299,7 @@ def save_instances(
             },
             keep=(),
         )
+    return previous
 
 
 def delete_instances(conn: Connection, uuids: Iterable[str]) -> None:
@@ -183,7 +312,15 @@ def load(
     conn: Connection,
 ) -> tuple[list[HostRecord], list[Aggregate], dict[str, dict[str, InstanceInfo]]]:
     """Everything the cache holds, as stored."""
-    records = [
+    return load_hosts(conn), load_aggregates(conn), load_instances(conn)
+
+
+def load_hosts(conn: Connection, uuids: Collection[str] | None = None) -> list[HostRecord]:
+    """The node rows (all, or those of ``uuids`` that exist)."""
+    query = sa.select(hosts)
+    if uuids is not None:
+        query = query.where(hosts.c.uuid.in_(list(uuids)))
+    return [
         HostRecord(
             host=row.host,
             nodename=row.nodename,
@@ -191,22 +328,46 @@ def load(
             heartbeat=float(row.heartbeat),
             updated_at=(row.updated_at or row.created_at).replace(tzinfo=UTC).timestamp(),
         )
-        for row in conn.execute(sa.select(hosts))
+        for row in conn.execute(query)
     ]
+
+
+def load_heartbeats(conn: Connection, since: float) -> dict[str, float]:
+    """node uuid -> heartbeat, of the nodes heard from at ``since`` or later."""
+    query = sa.select(hosts.c.uuid, hosts.c.heartbeat).where(hosts.c.heartbeat >= since)
+    return {row.uuid: float(row.heartbeat) for row in conn.execute(query)}
+
+
+def load_aggregates(conn: Connection, uuids: Collection[str] | None = None) -> list[Aggregate]:
+    """The aggregates (all, or those of ``uuids`` that exist)."""
+    members_query = sa.select(aggregate_hosts)
+    query = sa.select(aggregates)
+    if uuids is not None:
+        members_query = members_query.where(aggregate_hosts.c.aggregate_uuid.in_(list(uuids)))
+        query = query.where(aggregates.c.uuid.in_(list(uuids)))
     members: dict[str, set[str]] = {}
-    for row in conn.execute(sa.select(aggregate_hosts)):
+    for row in conn.execute(members_query):
         members.setdefault(row.aggregate_uuid, set()).add(row.host)
-    found_aggregates = [
+    return [
         Aggregate(
             uuid=row.uuid,
             name=row.name,
             metadata=orjson.loads(row.aggregate_metadata),
             hosts=frozenset(members.get(row.uuid, ())),
         )
-        for row in conn.execute(sa.select(aggregates))
+        for row in conn.execute(query)
     ]
+
+
+def load_instances(
+    conn: Connection, host_names: Collection[str] | None = None
+) -> dict[str, dict[str, InstanceInfo]]:
+    """host -> instance uuid -> info (all hosts, or those of ``host_names``)."""
+    query = sa.select(instances.c.uuid, instances.c.host, instances.c.info)
+    if host_names is not None:
+        query = query.where(instances.c.host.in_(list(host_names)))
     by_host: dict[str, dict[str, InstanceInfo]] = {}
-    for row in conn.execute(sa.select(instances.c.uuid, instances.c.host, instances.c.info)):
+    for row in conn.execute(query):
         info = InstanceInfo.model_validate({"uuid": row.uuid, **orjson.loads(row.info)})
         by_host.setdefault(row.host, {})[info.uuid] = info
-    return records, found_aggregates, by_host
+    return by_host
