@@ -170,5 +170,6 @@ def test_the_sync_round_shows_a_report_elsewhere_within_the_delay(db: Database) 
         # Generous slack for a shared two-core machine; the design bound is ``delay``.
         assert seen < delay + 2.0
     finally:
-        for task in tasks:
+        # Last started, first stopped: each put back the SIGHUP handler it found.
+        for task in reversed(tasks):
             task.stop()
