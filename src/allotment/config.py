@@ -23,7 +23,9 @@ from allotment.errors import ConfigError
 
 ENV_PREFIX = "ALLOTMENT_"
 # Options whose values ``to_toml`` never shows.
-SECRET_OPTIONS = frozenset({"token"})
+SECRET_OPTIONS = frozenset(
+    {"token", "password", "admin_token", "application_credential_secret", "memcache_secret_key"}
+)
 
 
 class Section(BaseModel):
@@ -34,11 +36,29 @@ class ServerConfig(Section):
     host: str = "127.0.0.1"
     port: int = Field(8778, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64)
-    auth: Literal["token", "noauth"] = "token"
+    # The older spelling of [auth] strategy; when given, it wins (existing configurations).
+    auth: Literal["token", "noauth", "keystone"] | None = None
     # Where the default SQLite database and the bootstrap admin token live.
     state_dir: Path = Path("var")
     # Placement answers at the root path; the scheduler API lives under this prefix.
     scheduler_prefix: str = "/scheduler/v1"
+
+
+class AuthConfig(Section):
+    """Who the caller is. ``token``: allotment's own tokens (stored hashed in SQL).
+    ``keystone``: Keystone tokens validated by keystonemiddleware's ``auth_token`` with the
+    ``[keystone_authtoken]`` options. ``noauth``: upstream Placement's noauth2, development only."""
+
+    strategy: Literal["token", "noauth", "keystone"] = "token"
+
+
+class OsloPolicyConfig(Section):
+    """oslo.policy's ``[oslo_policy]`` options, same names, same defaults as upstream."""
+
+    enforce_scope: bool = True
+    enforce_new_defaults: bool = True
+    # YAML or JSON, upstream's rule syntax; overrides rules by name. Read at start-up.
+    policy_file: Path | None = None
 
 
 class DatabaseConfig(Section):
@@ -333,6 +353,13 @@ class LoggingConfig(Section):
 
 class Settings(Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    oslo_policy: OsloPolicyConfig = Field(default_factory=OsloPolicyConfig)
+    # Passed as they are to keystonemiddleware's auth_token (www_authenticate_uri,
+    # auth_url, auth_type, username, password, memcached_servers, ...).
+    keystone_authtoken: dict[str, str | int | float | bool | list[str]] = Field(
+        default_factory=dict
+    )
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     placement: PlacementConfig = Field(default_factory=PlacementConfig)
     placement_client: PlacementClientConfig = Field(default_factory=PlacementClientConfig)
@@ -345,6 +372,11 @@ class Settings(Section):
     nova: NovaConfig = Field(default_factory=NovaConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @property
+    def auth_strategy(self) -> str:
+        """[server] auth when given (the older spelling), else [auth] strategy."""
+        return self.server.auth or self.auth.strategy
 
     @property
     def max_attempts(self) -> int:
