@@ -129,11 +129,19 @@ class Services:
 def build_placement_client(settings: Settings, placement: PlacementService) -> PlacementClient:
     """The embedded placement, in-process; or the one ``[placement_client] url`` names."""
     options = settings.placement_client
-    if not options.url:
+    if not options.url and not options.auth_type:
         return LocalPlacementClient(placement)
+    credentials = None
+    url = options.url
+    if options.auth_type:
+        from allotment.client.keystone import KeystoneCredentials
+
+        credentials = KeystoneCredentials(options)
+        url = credentials.endpoint()
     transport = HttpTransport(
-        options.url,
-        token=options.read_token(),
+        url,
+        token=None if credentials else options.read_token(),
+        credentials=credentials,
         microversion=MICROVERSION,
         timeout=options.timeout,
         retries=options.retries,

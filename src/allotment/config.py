@@ -107,14 +107,42 @@ class PlacementConfig(Section):
 
 
 class PlacementClientConfig(Section):
-    """Where the scheduler finds placement. No ``url``: the placement embedded in this
-    process, called in-process. A ``url``: that Placement (ours or OpenStack's) over HTTP."""
+    """Where the scheduler finds placement. No ``url`` and no ``auth_type``: the placement
+    embedded in this process, called in-process. Otherwise that Placement (ours or
+    OpenStack's) over HTTP: at ``url`` with a static ``token``, or through a keystoneauth1
+    session configured with Nova's ``[placement]`` option names (``auth_type`` password,
+    v3applicationcredential, admin_token, ...; the service catalog or ``endpoint_override``)."""
 
     url: str = ""
     # Sent as X-Auth-Token (a keystone token, or noauth2's "admin"); prefer token_file or
     # ALLOTMENT_PLACEMENT_CLIENT__TOKEN to a command-line flag other users can read.
+    # With auth_type = "admin_token": that plugin's token (and ``endpoint`` its URL).
     token: str | None = None
     token_file: Path | None = None
+    # Nova's [placement] keystoneauth options.
+    auth_type: str | None = None
+    auth_url: str | None = None
+    username: str | None = None
+    user_id: str | None = None
+    password: str | None = None
+    project_name: str | None = None
+    project_id: str | None = None
+    user_domain_name: str | None = None
+    user_domain_id: str | None = None
+    project_domain_name: str | None = None
+    project_domain_id: str | None = None
+    system_scope: str | None = None
+    application_credential_id: str | None = None
+    application_credential_name: str | None = None
+    application_credential_secret: str | None = None
+    endpoint: str | None = None
+    service_type: str = "placement"
+    service_name: str | None = None
+    valid_interfaces: list[str] = Field(default_factory=lambda: ["internal", "public"])
+    region_name: str | None = None
+    endpoint_override: str | None = None
+    cafile: Path | None = None
+    insecure: bool = False
     timeout: float = Field(10.0, gt=0)
     # Retries of requests that cannot have taken effect (connection refused, 502/503/504
     # to reads), with exponential backoff from ``backoff`` seconds.

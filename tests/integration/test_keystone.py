@@ -278,3 +278,48 @@ def test_osc_placement_with_password_auth(allotment: LiveServer, identity: Ident
     assert created["name"] == name
     listed = osc("resource", "provider", "list", "--name", name)
     assert [p["uuid"] for p in listed] == [created["uuid"]]
+
+
+def test_the_scheduler_uses_a_placement_behind_keystone_across_token_expiry(
+    tmp_path: Path, allotment: LiveServer, identity: Identity
+) -> None:
+    """A second allotment schedules against the first through keystoneauth1 (password
+    plugin, placement found in the catalog), before and after its token has expired."""
+    extra = f"""[placement_client]
+auth_type = "password"
+auth_url = "{identity.keystone.auth_url}"
+username = "nova"
+password = "{PASSWORD}"
+project_name = "service"
+user_domain_id = "default"
+project_domain_id = "default"
+valid_interfaces = ["public"]
+region_name = "RegionOne"
+"""
+    scheduler = serve_behind_keystone(tmp_path / "scheduler", identity, extra=extra)
+    try:
+        token = identity.token("nova", project="service")
+        with (
+            httpx.Client(base_url=scheduler.url, timeout=TIMEOUT) as to_scheduler,
+            httpx.Client(base_url=allotment.url, timeout=TIMEOUT) as to_placement,
+        ):
+            fleet = Fleet(
+                to_scheduler,
+                placement=to_placement,
+                headers={**MICROVERSION, "x-auth-token": token},
+            )
+            host = fleet.host("remote-kvm")
+            for round_ in ("first", "after expiry"):
+                fleet.headers["x-auth-token"] = identity.token("nova", project="service")
+                response = fleet.select(request_spec(project_id=identity.projects["demo"]))
+                assert response.status_code == 200, (round_, response.text)
+                chosen = response.json()["selections"][0][0]
+                assert chosen["compute_node_uuid"] == host.uuid
+                if round_ == "first":
+                    time.sleep(keystone_fixture.TOKEN_EXPIRATION_S + 1)
+        usages = get(
+            allotment, f"/resource_providers/{host.uuid}/usages", fleet.headers["x-auth-token"]
+        )
+        assert usages.json()["usages"]["VCPU"] == 2
+    finally:
+        scheduler.stop()
