@@ -1,10 +1,10 @@
 """A real OpenStack Keystone for tests: installed from PyPI into a throw-away venv, bootstrapped
 once, served on a free local port.
 
-The venv and a bootstrapped template (SQLite database, fernet and credential keys) are cached
-under ``/tmp/allotment-keystone-<hash of keystone_constraints.txt>``, so a warm start is a
-copy, one ``keystone-manage bootstrap`` (which points the catalog at this run's port) and
-the server start: seconds. A cold one installs (minutes) and says what it is doing.
+The venv and a bootstrapped template (SQLite database, fernet and credential keys, the admin)
+are cached under ``/tmp/allotment-keystone-<hash of keystone_constraints.txt>``, so a warm
+start is a copy, the server start and pointing the catalog's identity endpoints at this
+run's port: seconds. A cold one installs (minutes) and says what it is doing.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ CONSTRAINTS = Path(__file__).with_name("keystone_constraints.txt")
 ADMIN_PASSWORD = "allotment-test-admin"
 # Long enough for a request or two, short enough for a test to wait one out.
 TOKEN_EXPIRATION_S = 40
+# The port the template's catalog names until a run points it at its own.
+TEMPLATE_PORT = 5000
 # Serves keystone's WSGI application with the small threaded server its venv has (Werkzeug).
 # The port comes in the environment: keystone parses the command line as its own.
 SERVER_SCRIPT = """
@@ -106,20 +108,22 @@ def ensure_installed() -> tuple[Path, Path]:
                 "pip install keystone",
             )
             (venv / ".installed").touch()
-        if not (template / ".ready").exists():
-            progress(f"creating the database and keys in {template}")
+        if not (template / ".bootstrapped").exists():
+            progress(f"creating the database, keys and admin in {template}")
             shutil.rmtree(template, ignore_errors=True)
             template.mkdir()
-            conf = write_config(template, 5000)
+            conf = write_config(template, TEMPLATE_PORT)
             _run(_manage(venv, conf, "db_sync"), "keystone-manage db_sync")
+            owner = ["--keystone-user", "root", "--keystone-group", "root"]
             for setup in ("fernet_setup", "credential_setup"):
-                _run(
-                    _manage(
-                        venv, conf, setup, "--keystone-user", "root", "--keystone-group", "root"
-                    ),
-                    f"keystone-manage {setup}",
-                )
-            (template / ".ready").touch()
+                _run(_manage(venv, conf, setup, *owner), f"keystone-manage {setup}")
+            url = f"http://127.0.0.1:{TEMPLATE_PORT}/v3"
+            bootstrap = ["bootstrap", "--bootstrap-password", ADMIN_PASSWORD]
+            for interface in ("admin", "public", "internal"):
+                bootstrap += [f"--bootstrap-{interface}-url", url]
+            bootstrap += ["--bootstrap-region-id", "RegionOne"]
+            _run(_manage(venv, conf, *bootstrap), "keystone-manage bootstrap")
+            (template / ".bootstrapped").touch()
     return venv, template
 
 
@@ -148,24 +152,6 @@ def start(folder: Path, port: int) -> Keystone:
     shutil.copytree(template, folder, dirs_exist_ok=True)
     conf = write_config(folder, port)
     url = f"http://127.0.0.1:{port}"
-    _run(
-        _manage(
-            venv,
-            conf,
-            "bootstrap",
-            "--bootstrap-password",
-            ADMIN_PASSWORD,
-            "--bootstrap-admin-url",
-            f"{url}/v3",
-            "--bootstrap-public-url",
-            f"{url}/v3",
-            "--bootstrap-internal-url",
-            f"{url}/v3",
-            "--bootstrap-region-id",
-            "RegionOne",
-        ),
-        "keystone-manage bootstrap",
-    )
     log = (folder / "server.log").open("wb")
     process = subprocess.Popen(
         [str(venv / "bin" / "python"), "-c", SERVER_SCRIPT],
@@ -183,11 +169,31 @@ def start(folder: Path, port: int) -> Keystone:
         if process.poll() is not None:
             raise RuntimeError(f"keystone exited: {(folder / 'server.log').read_text()[-3000:]}")
         try:
-            if httpx.get(f"{url}/v3", timeout=2).status_code == 200:
-                progress(f"serving on {url}")
-                return keystone
+            answered = httpx.get(f"{url}/v3", timeout=2).status_code == 200
         except httpx.HTTPError:
-            pass
+            answered = False
+        if answered:
+            _point_catalog_at(url)
+            progress(f"serving on {url}")
+            return keystone
         time.sleep(0.2)
     keystone.stop()
     raise RuntimeError(f"keystone did not answer: {(folder / 'server.log').read_text()[-3000:]}")
+
+
+def _point_catalog_at(url: str) -> None:
+    """Make the catalog's identity endpoints name this run's port (as the admin)."""
+    password = {"user": {"name": "admin", "domain": {"id": "default"}, "password": ADMIN_PASSWORD}}
+    body = {
+        "auth": {
+            "identity": {"methods": ["password"], "password": password},
+            "scope": {"system": {"all": True}},
+        }
+    }
+    with httpx.Client(base_url=f"{url}/v3", timeout=60) as client:
+        issued = client.post("/auth/tokens", json=body)
+        issued.raise_for_status()
+        client.headers["x-auth-token"] = issued.headers["x-subject-token"]
+        for endpoint in client.get("/endpoints").raise_for_status().json()["endpoints"]:
+            patch = {"endpoint": {"url": f"{url}/v3"}}
+            client.patch(f"/endpoints/{endpoint['id']}", json=patch).raise_for_status()
