@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from allotment.auth.tokens import CACHE_SECONDS, TokenAuth, TokenStore
-from allotment.placement.store import migrate
-from allotment.placement.store.db import Database
+from allotment.db import migrate
+from allotment.db.database import Database
 from tests.conftest import LiveServer
 
 
