@@ -509,7 +509,8 @@ def to_toml(settings: Settings, *, redact: Callable[[str], str] = lambda s: s) -
         lines.append(f"[{section}]")
         for key, value in values.items():
             if value is None:  # TOML has no null: an unset option is left out
-                lines.append(f"# {key} is unset")
+                if key not in SECRET_OPTIONS:  # an unset secret: nothing to say
+                    lines.append(f"# {key} is unset")
                 continue
             if key in SECRET_OPTIONS:
                 value = "***"
