@@ -23,6 +23,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from allotment import errors, httpserver, openapi, process
+from allotment.auth import conformance, policy
 from allotment.auth.base import Authenticator
 from allotment.auth.middleware import ContextMiddleware
 from allotment.auth.noauth import NoAuth
@@ -141,11 +142,19 @@ class Services:
 def build_placement_client(settings: Settings, placement: PlacementService) -> PlacementClient:
     """The embedded placement, in-process; or the one ``[placement_client] url`` names."""
     options = settings.placement_client
-    if not options.url:
+    if not options.url and not options.auth_type:
         return LocalPlacementClient(placement)
+    credentials = None
+    url = options.url
+    if options.auth_type:
+        from allotment.client.keystone import KeystoneCredentials
+
+        credentials = KeystoneCredentials(options)
+        url = credentials.endpoint()
     transport = HttpTransport(
-        options.url,
-        token=options.read_token(),
+        url,
+        token=None if credentials else options.read_token(),
+        credentials=credentials,
         microversion=MICROVERSION,
         timeout=options.timeout,
         retries=options.retries,
@@ -188,11 +197,29 @@ def build_services(settings: Settings) -> Services:
             run_first=True,
         ),
     ]
-    if settings.server.auth == "noauth":
+    policy_options = settings.oslo_policy
+    strategy = settings.auth_strategy
+    if strategy == "noauth":
         authenticator = NoAuth()
+        policy_options = conformance.fixture_policy(
+            policy_options, os.environ, settings.server.state_dir
+        )
+    elif strategy == "keystone":
+        # Imported here: keystonemiddleware brings WebOb and friends, needed only for this.
+        from allotment.auth.keystone import KeystoneAuth
+
+        authenticator = KeystoneAuth(settings.keystone_authtoken)
     else:
         tokens = TokenStore(db)
         authenticator = TokenAuth(tokens)
+    # A bad policy file stops start-up here, before anything is served.
+    policy.configure(
+        policy.PolicyEngine(
+            enforce_scope=policy_options.enforce_scope,
+            enforce_new_defaults=policy_options.enforce_new_defaults,
+            policy_file=policy_options.policy_file,
+        )
+    )
     client = build_placement_client(settings, placement)
     host_manager = HostManager(
         db,

@@ -34,7 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8778)")
     serve.add_argument("--workers", type=int, help="worker processes (default 1)")
-    serve.add_argument("--auth", choices=["token", "noauth"], help="authentication (default token)")
+    serve.add_argument(
+        "--auth", choices=["token", "noauth", "keystone"], help="[auth] strategy (default token)"
+    )
     serve.add_argument("--state-dir", help="folder for the default database and the admin token")
     serve.add_argument(
         "--placement-url",
@@ -87,10 +89,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def _settings(args: argparse.Namespace) -> Settings:
     server: dict[str, Any] = {}
-    for key in ("host", "port", "workers", "auth", "state_dir"):
+    for key in ("host", "port", "workers", "state_dir"):
         value = getattr(args, key, None)
         if value is not None:
             server[key] = value
+    auth: dict[str, Any] = {}
+    if getattr(args, "auth", None):
+        # Both spellings, so the flag wins over a file's older [server] auth too.
+        auth["strategy"] = server["auth"] = args.auth
     database = {"url": args.database_url} if getattr(args, "database_url", None) else {}
     placement_client: dict[str, Any] = {}
     if getattr(args, "placement_url", None):
@@ -102,6 +108,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         args.config,
         {
             "server": server,
+            "auth": auth,
             "database": database,
             "placement_client": placement_client,
             "nova": nova,
@@ -116,7 +123,7 @@ def _serve(settings: Settings) -> int:
     from allotment.app import SETTINGS_ENV, build_services, create_app
 
     services = build_services(settings)
-    if settings.server.auth == "noauth":
+    if settings.auth_strategy == "noauth":
         LOG.warning(
             'AUTHENTICATION IS OFF (--auth noauth): any caller presenting the token "admin" '
             "is an administrator. Use this only for local development and conformance runs."

@@ -23,7 +23,9 @@ from allotment.errors import ConfigError
 
 ENV_PREFIX = "ALLOTMENT_"
 # Options whose values ``to_toml`` never shows.
-SECRET_OPTIONS = frozenset({"token"})
+SECRET_OPTIONS = frozenset(
+    {"token", "password", "admin_token", "application_credential_secret", "memcache_secret_key"}
+)
 
 
 class Section(BaseModel):
@@ -34,11 +36,29 @@ class ServerConfig(Section):
     host: str = "127.0.0.1"
     port: int = Field(8778, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64)
-    auth: Literal["token", "noauth"] = "token"
+    # The older spelling of [auth] strategy; when given, it wins (existing configurations).
+    auth: Literal["token", "noauth", "keystone"] | None = None
     # Where the default SQLite database and the bootstrap admin token live.
     state_dir: Path = Path("var")
     # Placement answers at the root path; the scheduler API lives under this prefix.
     scheduler_prefix: str = "/scheduler/v1"
+
+
+class AuthConfig(Section):
+    """Who the caller is. ``token``: allotment's own tokens (stored hashed in SQL).
+    ``keystone``: Keystone tokens validated by keystonemiddleware's ``auth_token`` with the
+    ``[keystone_authtoken]`` options. ``noauth``: upstream Placement's noauth2, development only."""
+
+    strategy: Literal["token", "noauth", "keystone"] = "token"
+
+
+class OsloPolicyConfig(Section):
+    """oslo.policy's ``[oslo_policy]`` options, same names, same defaults as upstream."""
+
+    enforce_scope: bool = True
+    enforce_new_defaults: bool = True
+    # YAML or JSON, upstream's rule syntax; overrides rules by name. Read at start-up.
+    policy_file: Path | None = None
 
 
 class DatabaseConfig(Section):
@@ -87,14 +107,42 @@ class PlacementConfig(Section):
 
 
 class PlacementClientConfig(Section):
-    """Where the scheduler finds placement. No ``url``: the placement embedded in this
-    process, called in-process. A ``url``: that Placement (ours or OpenStack's) over HTTP."""
+    """Where the scheduler finds placement. No ``url`` and no ``auth_type``: the placement
+    embedded in this process, called in-process. Otherwise that Placement (ours or
+    OpenStack's) over HTTP: at ``url`` with a static ``token``, or through a keystoneauth1
+    session configured with Nova's ``[placement]`` option names (``auth_type`` password,
+    v3applicationcredential, admin_token, ...; the service catalog or ``endpoint_override``)."""
 
     url: str = ""
     # Sent as X-Auth-Token (a keystone token, or noauth2's "admin"); prefer token_file or
     # ALLOTMENT_PLACEMENT_CLIENT__TOKEN to a command-line flag other users can read.
+    # With auth_type = "admin_token": that plugin's token (and ``endpoint`` its URL).
     token: str | None = None
     token_file: Path | None = None
+    # Nova's [placement] keystoneauth options.
+    auth_type: str | None = None
+    auth_url: str | None = None
+    username: str | None = None
+    user_id: str | None = None
+    password: str | None = None
+    project_name: str | None = None
+    project_id: str | None = None
+    user_domain_name: str | None = None
+    user_domain_id: str | None = None
+    project_domain_name: str | None = None
+    project_domain_id: str | None = None
+    system_scope: str | None = None
+    application_credential_id: str | None = None
+    application_credential_name: str | None = None
+    application_credential_secret: str | None = None
+    endpoint: str | None = None
+    service_type: str = "placement"
+    service_name: str | None = None
+    valid_interfaces: list[str] = Field(default_factory=lambda: ["internal", "public"])
+    region_name: str | None = None
+    endpoint_override: str | None = None
+    cafile: Path | None = None
+    insecure: bool = False
     timeout: float = Field(10.0, gt=0)
     # Retries of requests that cannot have taken effect (connection refused, 502/503/504
     # to reads), with exponential backoff from ``backoff`` seconds.
@@ -337,6 +385,13 @@ class LoggingConfig(Section):
 
 class Settings(Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    oslo_policy: OsloPolicyConfig = Field(default_factory=OsloPolicyConfig)
+    # Passed as they are to keystonemiddleware's auth_token (www_authenticate_uri,
+    # auth_url, auth_type, username, password, memcached_servers, ...).
+    keystone_authtoken: dict[str, str | int | float | bool | list[str]] = Field(
+        default_factory=dict
+    )
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     placement: PlacementConfig = Field(default_factory=PlacementConfig)
     placement_client: PlacementClientConfig = Field(default_factory=PlacementClientConfig)
@@ -349,6 +404,11 @@ class Settings(Section):
     nova: NovaConfig = Field(default_factory=NovaConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @property
+    def auth_strategy(self) -> str:
+        """[server] auth when given (the older spelling), else [auth] strategy."""
+        return self.server.auth or self.auth.strategy
 
     @property
     def max_attempts(self) -> int:
@@ -453,7 +513,8 @@ def to_toml(settings: Settings, *, redact: Callable[[str], str] = lambda s: s) -
         lines.append(f"[{section}]")
         for key, value in values.items():
             if value is None:  # TOML has no null: an unset option is left out
-                lines.append(f"# {key} is unset")
+                if key not in SECRET_OPTIONS:  # an unset secret: nothing to say
+                    lines.append(f"# {key} is unset")
                 continue
             if key in SECRET_OPTIONS:
                 value = "***"

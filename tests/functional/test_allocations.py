@@ -349,14 +349,16 @@ def test_reshape_moves_inventory_and_allocations_to_a_child(client: PlacementCli
             }
         },
     }
-    resp = client.post("/reshaper", body)
+    # Upstream's default: only a service may reshape, not an admin.
+    assert client.post("/reshaper", body).status_code == 403
+    resp = client.post("/reshaper", body, headers={"x-roles": "service"})
     assert resp.status_code == 204, resp.text
     assert usages(client, root) == {"VCPU": 1}
     assert usages(client, child) == {"VGPU": 2}
     assert generation_of(client, root) == 5  # interim inventory, allocations, final
     assert generation_of(client, child) == 3
     # Stale generation: refused before anything changes.
-    resp = client.post("/reshaper", body)
+    resp = client.post("/reshaper", body, headers={"x-roles": "service"})
     assert resp.status_code == 409
     assert "resource provider generation conflict for provider" in error(resp)[1]
 
@@ -370,7 +372,7 @@ def test_reshape_refuses_to_drop_inventory_still_allocated(client: PlacementClie
         },
         "allocations": {},
     }
-    resp = client.post("/reshaper", body)
+    resp = client.post("/reshaper", body, headers={"x-roles": "service"})
     assert resp.status_code == 409
     code, detail = error(resp)
     assert code == "placement.inventory.inuse" and "update conflict: " in detail

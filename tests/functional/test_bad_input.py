@@ -62,7 +62,7 @@ def test_inventory_key_that_is_not_a_resource_class_is_400(client: PlacementClie
         "inventories": {rp["uuid"]: {"resource_provider_generation": 0, "inventories": {"x": 1}}},
         "allocations": {},
     }
-    _is_400(client.post("/reshaper", reshape), "'x'")
+    _is_400(client.post("/reshaper", reshape, headers={"x-roles": "service"}), "'x'")
     assert client.get(f"/resource_providers/{rp['uuid']}/inventories").json()["inventories"] == {}
 
 

@@ -104,3 +104,46 @@ def test_a_claim_whose_answer_is_lost_is_not_sent_again(live_server: LiveServer)
     held = transport.request("GET", f"/allocations/{consumer}").json()["allocations"]
     assert {p: a["resources"] for p, a in held.items()} == {rp: {"VCPU": 1}}
     transport.close()
+
+
+class RotatingCredentials:
+    """Hands out ``tokens`` in turn, moving on when the service refuses one (what a
+    keystoneauth session does when its token is revoked or expires under it)."""
+
+    def __init__(self, *tokens: str) -> None:
+        self.tokens = list(tokens)
+        self.invalidated = 0
+
+    def token(self) -> str:
+        return self.tokens[0]
+
+    def invalidate(self) -> None:
+        self.invalidated += 1
+        self.tokens.pop(0)
+
+
+def test_a_refused_token_is_renewed_once_and_the_request_sent_again(tmp_path: Path) -> None:
+    from allotment.auth.tokens import TokenStore
+    from allotment.db import migrate
+    from allotment.db.database import Database
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    db = Database(url)
+    migrate.prepare(db)
+    store = TokenStore(db)
+    good = store.create("svc", ["service"], project_id="services")
+    server = LiveServer(url, tmp_path / "state", auth="token")
+    try:
+        credentials = RotatingCredentials("revoked-or-expired", good)
+        transport = HttpTransport(server.url, credentials=credentials, retries=0)
+        body = {"name": "made-after-reauth"}
+        response = transport.request("POST", "/resource_providers", json=body, microversion="1.20")
+        assert response.status_code == 200, response.text
+        assert credentials.invalidated == 1
+        # Only once: a second refusal is the caller's answer, not a loop.
+        transport = HttpTransport(server.url, credentials=RotatingCredentials("a", "b"))
+        assert transport.request("GET", "/resource_providers").status_code == 401
+        transport.close()
+    finally:
+        server.stop()
+        db.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from allotment import errors
@@ -34,6 +35,8 @@ class ContextMiddleware:
         self.app = app
         self.authenticator = authenticator
         self.is_public = is_public
+        # Keystone validation may wait on Keystone: keep the event loop free meanwhile.
+        self.blocking = bool(getattr(authenticator, "blocking", False))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -42,7 +45,10 @@ class ContextMiddleware:
         request_id = new_request_id()
         rid = request_id.encode("ascii")
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        ctx = self.authenticator.authenticate(headers, request_id)
+        if self.blocking:
+            ctx = await run_in_threadpool(self.authenticator.authenticate, headers, request_id)
+        else:
+            ctx = self.authenticator.authenticate(headers, request_id)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

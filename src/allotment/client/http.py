@@ -8,6 +8,10 @@ again: it may have committed (a claim would come back as a consumer-generation 4
 the caller hears that its outcome is unknown. Everything else is returned to the caller,
 who knows what a 409 means for its request. When the service stays unreachable the
 caller gets ``ServiceUnavailable`` naming the URL (never the token).
+
+With ``credentials`` (a keystoneauth1 session, see ``client/keystone.py``) every request
+carries the session's current token (renewed before it expires), and a 401 invalidates it
+and sends the request once more with a fresh one.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -27,12 +31,21 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 RETRY_STATUSES = frozenset({502, 503, 504})
 
 
+class Credentials(Protocol):
+    """Where a token comes from, and how to drop one the service refused."""
+
+    def token(self) -> str: ...
+
+    def invalidate(self) -> None: ...
+
+
 class HttpTransport:
     def __init__(
         self,
         base_url: str,
         *,
         token: str | None = None,
+        credentials: Credentials | None = None,
         service_type: str = "placement",
         microversion: str | None = None,
         timeout: float = 10.0,
@@ -45,6 +58,7 @@ class HttpTransport:
         self.microversion = microversion
         self.retries = retries
         self.backoff = backoff
+        self.credentials = credentials
         headers = {"accept": "application/json", "user-agent": f"allotment/{__version__}"}
         if token:
             headers["x-auth-token"] = token
@@ -79,7 +93,10 @@ class HttpTransport:
             # Lets the remote service log our request id next to its own.
             headers["x-openstack-request-id"] = request_id
         attempt = 0
+        reauthenticated = False
         while True:
+            if self.credentials is not None:
+                headers["x-auth-token"] = self.credentials.token()
             try:
                 response = self._client.request(
                     method, path, json=json, params=params, headers=headers
@@ -97,6 +114,13 @@ class HttpTransport:
                     ) from None
                 failure = f"timed out: {exc}" if timed_out else f"transport error: {exc}"
             else:
+                if response.status_code == 401 and self.credentials and not reauthenticated:
+                    # Expired or revoked under us: a 401 changed nothing, so any method
+                    # may be sent again, once, with a new token.
+                    LOG.info("%s refused our token; authenticating again", self.service_type)
+                    self.credentials.invalidate()
+                    reauthenticated = True
+                    continue
                 if response.status_code not in RETRY_STATUSES or method not in IDEMPOTENT:
                     return response
                 failure = f"answered {response.status_code}"
