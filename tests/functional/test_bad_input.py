@@ -206,3 +206,11 @@ def test_pinned_flavor_with_huge_vcpus_is_400(fleet: Fleet) -> None:
     body = {"instance_uuids": [str(uuid.uuid4())], "request_spec": spec}
     response = fleet.call("POST", "/scheduler/v1/select_destinations", body)
     assert response.status_code == 400, response.text
+
+
+def test_amounts_with_surrounding_whitespace_are_numbers(client: PlacementClient) -> None:
+    """Upstream reads ``DISK_GB:10 `` as 10 (its own suite sends it); digits stay ASCII."""
+    ok = client.get("/allocation_candidates", params={"resources": "DISK_GB:10 "})
+    assert ok.status_code == 200, ok.text
+    bad = client.get("/allocation_candidates", params={"resources": "DISK_GB:1_0"})
+    assert bad.status_code == 400, bad.text
