@@ -219,7 +219,7 @@ class LiveServer:
         if wait:
             self.wait_ready()
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = 90.0) -> None:
         import time
 
         import httpx
