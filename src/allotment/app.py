@@ -22,7 +22,7 @@ from starlette.datastructures import State
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from allotment import errors, httpserver, openapi, process
+from allotment import errors, openapi, process
 from allotment.auth import conformance, policy
 from allotment.auth.base import Authenticator
 from allotment.auth.middleware import ContextMiddleware
@@ -53,7 +53,6 @@ from allotment.scheduler.placement import PlacementClient
 from allotment.web import JSON, dumps, error_response
 
 LOG = logging.getLogger(__name__)
-SETTINGS_ENV = "ALLOTMENT_SETTINGS_JSON"
 OPENAPI_PATH = "/openapi.json"
 
 
@@ -84,26 +83,48 @@ class HostCacheTasks:
         )
         self.sync_task = PeriodicTask("host-cache-sync", sync_interval, host_manager.sync)
         self._previous_sighup: Any = None
+        # SIGHUPs coalesce: one rebuild at a time, and one more after the last signal.
+        self._reset_wanted = threading.Event()
+        self._stopping = False
+        self._resetter: threading.Thread | None = None
 
     def start(self) -> None:
         self.host_manager.load()
         self.task.start()
         self.sync_task.start()
         if threading.current_thread() is threading.main_thread():
+            self._stopping = False
+            self._resetter = threading.Thread(
+                target=self._resets, name="host-cache-reset", daemon=True
+            )
+            self._resetter.start()
             self._previous_sighup = signal.signal(signal.SIGHUP, self._on_sighup)
 
     def _on_sighup(self, signum: int, frame: FrameType | None) -> None:
         # Rebuild off the signal handler; requests keep using the old snapshot meanwhile.
-        threading.Thread(
-            target=lambda: self.host_manager.reset(RequestContext.internal()),
-            name="host-cache-reset",
-            daemon=True,
-        ).start()
+        self._reset_wanted.set()
+
+    def _resets(self) -> None:
+        while True:
+            self._reset_wanted.wait()
+            if self._stopping:
+                return
+            # Cleared before the rebuild reads: a signal during it asks for one more.
+            self._reset_wanted.clear()
+            try:
+                self.host_manager.reset(RequestContext.internal())
+            except Exception:
+                LOG.exception("host cache rebuild on SIGHUP failed; the old cache stays")
 
     def stop(self) -> None:
         if self._previous_sighup is not None:
             signal.signal(signal.SIGHUP, self._previous_sighup)
             self._previous_sighup = None
+        if self._resetter is not None:
+            self._stopping = True
+            self._reset_wanted.set()
+            self._resetter.join(timeout=10)
+            self._resetter = None
         self.sync_task.stop()
         self.task.stop()
         self.host_manager.close()
@@ -405,10 +426,3 @@ def create_app(services: Services) -> AllotmentApp:
             services.host_manager, services.scheduler, services.settings.server.scheduler_prefix
         )
     return AllotmentApp(services, MicroversionMiddleware(build_router()), scheduler=scheduler)
-
-
-def app_from_env() -> AllotmentApp:
-    """Factory for multi-worker servers: each worker process rebuilds from serialized settings."""
-    settings = Settings.model_validate_json(os.environ[SETTINGS_ENV])
-    httpserver.configure(settings.limits)
-    return create_app(build_services(settings))

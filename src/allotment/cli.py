@@ -6,8 +6,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
+import socket
 import sys
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
+from types import FrameType
 from typing import Any
 
 import sqlalchemy
@@ -17,6 +22,8 @@ from allotment.config import Settings, load_settings, to_toml
 from allotment.errors import ConfigError
 
 LOG = logging.getLogger("allotment")
+# uvicorn's exit code when the application did not start.
+STARTUP_FAILED = 3
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -116,11 +123,25 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
 
 
+def _server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options, the same for one process and for every worker."""
+    from allotment import httpserver
+
+    return {
+        "host": settings.server.host,
+        "port": settings.server.port,
+        "log_config": None,
+        "access_log": settings.logging.access_log,
+        "server_header": False,
+        "http": httpserver.configure(settings.limits),
+        "timeout_graceful_shutdown": settings.server.graceful_timeout,
+    }
+
+
 def _serve(settings: Settings) -> int:
     import uvicorn
 
-    from allotment import httpserver
-    from allotment.app import SETTINGS_ENV, build_services, create_app
+    from allotment.app import build_services, create_app
 
     services = build_services(settings)
     if settings.auth_strategy == "noauth":
@@ -129,8 +150,8 @@ def _serve(settings: Settings) -> int:
             "is an administrator. Use this only for local development and conformance runs."
         )
     elif services.tokens is not None:
-        path = services.tokens.ensure_bootstrap(settings.server.state_dir)
-        LOG.info("bootstrap admin token: %s (mode 0600)", path.resolve())
+        bootstrap = services.tokens.ensure_bootstrap(settings.server.state_dir)
+        LOG.log(logging.WARNING if bootstrap.stale_file else logging.INFO, bootstrap.describe())
     LOG.info(
         "allotment %s serving on http://%s:%d (database: %s; scheduler uses placement %s)",
         __version__,
@@ -139,24 +160,76 @@ def _serve(settings: Settings) -> int:
         log.redact(services.db.url),
         log.redact(settings.placement_client.url) or "in-process",
     )
-    options: dict[str, Any] = {
-        "host": settings.server.host,
-        "port": settings.server.port,
-        "log_config": None,
-        "access_log": settings.logging.access_log,
-        "server_header": False,
-        "http": httpserver.configure(settings.limits),
-        "timeout_graceful_shutdown": 10,
-    }
     if settings.server.workers > 1:
+        # Start-up was checked above (database, schema, plugins, policy); the workers
+        # build their own services after the fork, so nothing here may stay open.
         services.stop()
-        os.environ[SETTINGS_ENV] = settings.model_dump_json()
-        uvicorn.run(
-            "allotment.app:app_from_env", factory=True, workers=settings.server.workers, **options
-        )
-    else:
-        uvicorn.run(create_app(services), **options)
+        return _serve_workers(settings)
+    uvicorn.run(create_app(services), **_server_options(settings))
     return 0
+
+
+def _serve_workers(settings: Settings) -> int:
+    from allotment import supervisor
+
+    sock = supervisor.bind_socket(settings.server.host, settings.server.port)
+    parent = os.getpid()
+
+    def worker_main(index: int, sock: socket.socket, ready: Callable[[], None]) -> int:
+        return _worker(settings, index, parent, sock, ready)
+
+    return supervisor.Supervisor(
+        sock,
+        settings.server.workers,
+        worker_main,
+        graceful_timeout=settings.server.graceful_timeout,
+    ).run()
+
+
+def _stop_starting_worker(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def _worker(
+    settings: Settings,
+    index: int,
+    parent: int,
+    sock: socket.socket,
+    ready: Callable[[], None],
+) -> int:
+    """One worker process, forked by the supervisor with ``settings`` in memory: the same
+    logging and services a single process has, served on the inherited socket."""
+    import uvicorn
+
+    from allotment import supervisor
+    from allotment.app import build_services, create_app
+
+    log.setup(settings.logging.level, access_log=settings.logging.access_log)
+    signal.signal(signal.SIGTERM, _stop_starting_worker)
+    services = build_services(settings)
+    options = _server_options(settings)
+    # Leave part of the supervisor's deadline for the shutdown of the services.
+    options["timeout_graceful_shutdown"] = settings.server.graceful_timeout * 0.75
+    server = uvicorn.Server(uvicorn.Config(create_app(services), **options))
+
+    def stop(*_: object) -> None:
+        server.should_exit = True
+
+    # uvicorn handles SIGTERM itself while serving and raises it again when done: this
+    # handler covers the moments before and after.
+    signal.signal(signal.SIGTERM, stop)
+    supervisor.ParentWatch(parent, stop, settings.server.graceful_timeout).start()
+
+    def report_ready() -> None:
+        while not server.started and not server.should_exit:
+            time.sleep(0.02)
+        if server.started:
+            LOG.info("worker %d (pid %d) serving", index, os.getpid())
+            ready()
+
+    threading.Thread(target=report_ready, name="worker-ready", daemon=True).start()
+    server.run(sockets=[sock])
+    return 0 if server.started else STARTUP_FAILED
 
 
 def _db_upgrade(settings: Settings) -> int:
@@ -171,7 +244,7 @@ def _db_upgrade(settings: Settings) -> int:
 
 
 def _token(args: argparse.Namespace, settings: Settings) -> int:
-    from allotment.auth.tokens import TokenStore
+    from allotment.auth.tokens import BOOTSTRAP_NAME, TokenStore
     from allotment.db import migrate
     from allotment.db.database import Database
 
@@ -179,6 +252,13 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
     migrate.prepare(db)
     store = TokenStore(db)
     if args.token_command == "create":
+        if args.name == BOOTSTRAP_NAME:
+            print(
+                f"allotment: the name {BOOTSTRAP_NAME} is kept for the token 'allotment serve' "
+                "creates; choose another name (revoke it to have the next start make a new one)",
+                file=sys.stderr,
+            )
+            return 2
         token = store.create(args.name, args.role, user_id=args.user, project_id=args.project)
         print(token)
     elif args.token_command == "list":

@@ -42,6 +42,9 @@ class ServerConfig(Section):
     state_dir: Path = Path("var")
     # Placement answers at the root path; the scheduler API lives under this prefix.
     scheduler_prefix: str = "/scheduler/v1"
+    # Seconds a stopping server gives open requests (and, with workers, the supervisor
+    # gives its workers) before the rest is cut off.
+    graceful_timeout: float = Field(10.0, gt=0, le=3600)
 
 
 class AuthConfig(Section):

@@ -59,7 +59,8 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
-FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+# The process id as oslo.log has it: with --workers the lines of several processes interleave.
+FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
 
 def setup(level: str = "INFO", *, access_log: bool = False) -> None:

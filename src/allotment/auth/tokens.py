@@ -1,10 +1,13 @@
 """Token authentication: opaque random tokens, stored only as SHA-256 hashes in SQL.
 
-A bootstrap admin token is created on first start and written to a 0600 file in the
-state directory. ``allotment token create`` makes more (e.g. a ``service`` token for
-compute hosts and the scheduler). Verified tokens are cached briefly in memory so a
-request does not cost a query: a revocation takes effect on the next request in the process
-that revoked the token (its cache is dropped) and within ``CACHE_SECONDS`` in every other.
+A bootstrap admin token is created on the first start against a database and written to a
+0600 file in that process's state directory; other processes (``--workers``, more servers
+on the same database) find it there and write nothing. ``allotment token revoke
+bootstrap-admin`` removes it: the next start creates a new one. ``allotment token create``
+makes more (e.g. a ``service`` token for compute hosts and the scheduler). Verified tokens
+are cached briefly in memory so a request does not cost a query: a revocation takes effect
+on the next request in the process that revoked the token (its cache is dropped) and within
+``CACHE_SECONDS`` in every other.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import sqlalchemy as sa
 from allotment.auth.base import TOKEN_HEADER
 from allotment.auth.tables import auth_tokens
 from allotment.context import RequestContext
+from allotment.db import locks
 from allotment.db.database import AnyRow, Database, utcnow
 
 LOG = logging.getLogger(__name__)
@@ -125,19 +129,64 @@ class TokenStore:
             return None
         return record
 
-    def ensure_bootstrap(self, state_dir: Path) -> Path:
-        """Create the bootstrap admin token once; return the file that holds it."""
+    def ensure_bootstrap(self, state_dir: Path) -> Bootstrap:
+        """Create the bootstrap admin token once per database; write its file only where
+        it was created. A process that finds one (made by another process, or by an
+        earlier start with this state directory) leaves it alone."""
         path = state_dir / "admin-token"
-        if path.exists():
-            return path
+        if self._file_matches(path):
+            return Bootstrap(path, created=False, ours=True)
+        # Under a database-wide lock: two processes starting at once create one token.
+        with locks.named_lock(self.db, "allotment_bootstrap_token", ".bootstrap-lock") as conn:
+            exists = conn.execute(
+                sa.select(auth_tokens.c.id).where(auth_tokens.c.name == BOOTSTRAP_NAME)
+            ).first()
+            conn.commit()
+            if exists is not None:
+                return Bootstrap(path, created=False, ours=False, stale_file=path.exists())
+            token = self.create(BOOTSTRAP_NAME, ["admin"], user_id="admin", project_id="admin")
         state_dir.mkdir(parents=True, exist_ok=True)
-        # Replace any previous bootstrap token whose file was lost.
-        self.revoke(BOOTSTRAP_NAME)
-        token = self.create(BOOTSTRAP_NAME, ["admin"], user_id="admin", project_id="admin")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # Replaced whole: a file left by another database's bootstrap token is stale.
+        partial = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(token + "\n")
-        return path
+        os.replace(partial, path)
+        return Bootstrap(path, created=True, ours=True)
+
+    def _file_matches(self, path: Path) -> bool:
+        try:
+            token = path.read_text().strip()
+        except FileNotFoundError:
+            return False
+        record = self.lookup(token) if token else None
+        return record is not None and record.name == BOOTSTRAP_NAME
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """Where the bootstrap admin token is, as a start-up found it."""
+
+    path: Path
+    # This process created the token (and wrote the file).
+    created: bool
+    # The file in this process's state directory holds the database's token.
+    ours: bool
+    # Not ours, but a file is there (it holds a token this database does not know).
+    stale_file: bool = False
+
+    def describe(self) -> str:
+        where = self.path.resolve()
+        if self.ours:
+            made = "created" if self.created else "kept"
+            return f"bootstrap admin token {made}: {where} (mode 0600)"
+        text = (
+            "bootstrap admin token exists in the database (created by another process); "
+            f"not writing {where}"
+        )
+        if self.stale_file:
+            text += " (the file there holds a token this database does not know)"
+        return text
 
 
 class TokenAuth:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import fcntl
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -14,6 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
+from allotment.db import locks
 from allotment.db.database import Database
 from allotment.errors import ConfigError
 
@@ -29,38 +28,8 @@ def _config() -> Config:
 _LOCK_NAME = "allotment_schema_migration"
 
 
-@contextmanager
-def _migration_lock(db: Database) -> Iterator[Connection]:
-    """A connection holding the database-wide migration lock (PostgreSQL advisory lock,
-    MySQL GET_LOCK, an flock on a file beside an SQLite database)."""
-    with _sqlite_file_lock(db), db.engine.connect() as conn:
-        if db.dialect == "postgresql":
-            conn.execute(sa.text("SELECT pg_advisory_lock(hashtext(:n))"), {"n": _LOCK_NAME})
-        elif db.dialect == "mysql":
-            conn.execute(sa.text("SELECT GET_LOCK(:n, 300)"), {"n": _LOCK_NAME})
-        conn.commit()
-        try:
-            yield conn
-        finally:
-            if db.dialect == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_unlock(hashtext(:n))"), {"n": _LOCK_NAME})
-            elif db.dialect == "mysql":
-                conn.execute(sa.text("SELECT RELEASE_LOCK(:n)"), {"n": _LOCK_NAME})
-            conn.commit()
-
-
-@contextmanager
-def _sqlite_file_lock(db: Database) -> Iterator[None]:
-    database = sa.engine.make_url(db.url).database
-    if db.dialect != "sqlite" or not database or database == ":memory:":
-        yield
-        return
-    with open(f"{database}.migrate-lock", "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _migration_lock(db: Database) -> AbstractContextManager[Connection]:
+    return locks.named_lock(db, _LOCK_NAME, ".migrate-lock")
 
 
 def _upgrade_locked(conn: Connection, revision: str) -> None:
