@@ -193,7 +193,7 @@ class LiveServer:
 
     def __init__(
         self,
-        database_url: str,
+        database_url: str | None,
         state_dir: Path,
         *extra: str,
         auth: str = "noauth",
@@ -211,9 +211,10 @@ class LiveServer:
         args = [
             sys.executable, "-m", "allotment.cli", "serve",
             "--host", "127.0.0.1", "--port", str(self.port),
-            "--database-url", database_url, "--auth", auth,
-            "--state-dir", str(state_dir), *extra,
+            "--auth", auth, "--state-dir", str(state_dir), *extra,
         ]  # fmt: skip
+        if database_url is not None:  # None: the database comes from a --config file
+            args += ["--database-url", database_url]
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
         if wait:
