@@ -7,10 +7,9 @@ version is read with today's defaults.
 
 Every write appends one ``scheduler_changes`` row naming what it touched (node uuids,
 aggregate uuids, host names of instance lists, or the oldest heartbeat of a flush), so
-every process's HostManager can catch up by re-reading exactly those rows. The ordering
-rule is the ledger's change log's (``allotment.placement.store.changes``): on PostgreSQL
-and MySQL the single counter row is locked, last, before the sequence number is drawn, so
-numbers are handed out in commit order. It is a log of its own because the host cache
+every process's HostManager can catch up by re-reading exactly those rows. Like the
+ledger's change log, it is numbered in commit order (``allotment.db.sequence``). It is a
+log of its own because the host cache
 must not scan placement's claim traffic, nor the scheduler read placement's tables.
 """
 
@@ -28,6 +27,7 @@ from sqlalchemy.engine import Connection
 
 from allotment.db.database import utcnow
 from allotment.db.metadata import metadata
+from allotment.db.sequence import CommitOrderedLog
 from allotment.scheduler.records import Aggregate, HostRecord, HostReport, InstanceInfo
 
 hosts = sa.Table(
@@ -102,6 +102,8 @@ changes = sa.Table(
     sa.Column("created_at", sa.DateTime, nullable=False, index=True),
 )
 
+_LOG = CommitOrderedLog(changes, change_counter)
+
 # Node (compute node uuid) rows written or deleted.
 SCOPE_HOSTS = "hosts"
 # Aggregates (uuids) written or deleted.
@@ -150,18 +152,8 @@ def _upsert(
 
 def record_change(conn: Connection, scope: str, keys: Iterable[Any]) -> int:
     """Append a change row; returns its sequence number. Call last, just before commit."""
-    if conn.dialect.name != "sqlite":
-        conn.execute(
-            change_counter.update()
-            .where(change_counter.c.id == 1)
-            .values(seq=change_counter.c.seq + 1)
-        )
     values = {"scope": scope, "touched": _json(sorted(set(keys))), "created_at": utcnow()}
-    if conn.dialect.name == "postgresql":
-        return int(conn.execute(changes.insert().returning(changes.c.seq), values).scalar_one())
-    key = conn.execute(changes.insert(), values).inserted_primary_key
-    assert key is not None  # an insert of one row always has one
-    return int(key[0])
+    return _LOG.append(conn, values)
 
 
 def changes_since(conn: Connection, seq: int, limit: int) -> list[Change]:
@@ -177,23 +169,16 @@ def changes_since(conn: Connection, seq: int, limit: int) -> list[Change]:
 
 def latest_change(conn: Connection) -> int:
     """The newest sequence number (0 for an empty log)."""
-    return int(
-        conn.execute(sa.select(sa.func.coalesce(sa.func.max(changes.c.seq), 0))).scalar_one()
-    )
+    return _LOG.latest(conn)
 
 
 def oldest_change(conn: Connection) -> int | None:
-    value = conn.execute(sa.select(sa.func.min(changes.c.seq))).scalar_one()
-    return None if value is None else int(value)
+    return _LOG.oldest(conn)
 
 
 def prune_changes(conn: Connection, older_than: datetime) -> int:
     """Forget change rows older than ``older_than`` (always keeping the newest one)."""
-    newest = latest_change(conn)
-    result = conn.execute(
-        changes.delete().where(changes.c.created_at < older_than, changes.c.seq < newest)
-    )
-    return int(result.rowcount or 0)
+    return _LOG.prune(conn, older_than)
 
 
 def save_host(conn: Connection, record: HostRecord, now: datetime) -> list[str]:
