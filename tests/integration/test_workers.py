@@ -53,6 +53,8 @@ def _config(folder: Path, database_url: str) -> Path:
         f"[server]\ngraceful_timeout = {GRACEFUL}\n"
         f"[scheduler]\nhost_state_sync_delay = {DELAY}\n"
         f"[placement]\nindex_poll_interval = {DELAY}\n"
+        # One line per request, with the pid of the worker that answered it.
+        "[logging]\naccess_log = true\n"
     )
     path.chmod(0o600)
     return path
@@ -108,7 +110,10 @@ def _serving_workers(server: LiveServer, count: int) -> list[int]:
 
 
 def _port_free(port: int) -> bool:
+    """Nothing listens there: a new server could bind it (as ours does, SO_REUSEADDR,
+    so connections in TIME_WAIT do not count)."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -117,7 +122,8 @@ def _port_free(port: int) -> bool:
 
 
 def _client(server: LiveServer, token: str) -> httpx.Client:
-    headers = {**HEADERS, "x-auth-token": token}
+    # A connection per request: each is accepted by whichever worker gets there first.
+    headers = {**HEADERS, "x-auth-token": token, "connection": "close"}
     return httpx.Client(base_url=server.url, headers=headers, timeout=60, trust_env=False)
 
 
@@ -151,7 +157,7 @@ def test_workers_serve_one_database_with_several_servers(
             assert b"ALLOTMENT_SETTINGS" not in shown, (pid, what)
     assert any("bootstrap admin token created" in m["message"] for m in lines)
     token = (workers.state_dir / "admin-token").read_text().strip()
-    headers = {**HEADERS, "x-auth-token": token}
+    headers = {**HEADERS, "x-auth-token": token, "connection": "close"}
 
     # A second server on the same database finds the bootstrap token and writes no file.
     second = _server(tmp_path / "s", database_url)
@@ -179,8 +185,22 @@ def test_workers_serve_one_database_with_several_servers(
             resp = client.get(f"{SCHEDULER}/hosts")
             return sorted((h["host"], h["aggregates"]) for h in resp.json()["hosts"])
 
+        def candidates(client: httpx.Client) -> int:
+            params = {"resources": "VCPU:1", "member_of": agg}
+            resp = client.get("/allocation_candidates", params=params)
+            return len(resp.json()["allocation_requests"])
+
+        # Host caches follow within host_state_sync_delay, capacity indexes (the aggregate
+        # mirrored into placement) within index_poll_interval: a new connection each time,
+        # so every worker is asked sooner or later.
         expected = [("cn0", []), ("cn1", [agg]), ("cn2", [])]
-        _until(lambda: all(hosts_seen(c) == expected for c in (a, a, a, b)), 10, "not synced")
+        _until(
+            lambda: all(hosts_seen(c) == expected and candidates(c) == 1 for c in (a, a, a, b)),
+            10,
+            "not synced",
+        )
+        # The delays bound every worker, also those this loop happened not to ask.
+        time.sleep(3 * DELAY)
         # Every worker answers: 20 of 20 placed in az1, by both servers.
         for scheduler in (a, b):
             chosen = [
@@ -231,6 +251,13 @@ def test_workers_serve_one_database_with_several_servers(
         assert set(statuses) <= {"200", "409"}, statuses
         assert len(placed) == slots, (statuses, slots)
         assert [fleet.usages(host.name)["VCPU"] for host in hosts] == [4, 24, 4]
+        # Both workers answered select_destinations.
+        answered = {
+            int(m["pid"])
+            for m in _lines(workers)
+            if m["name"] == "uvicorn.access" and "select_destinations" in m["message"]
+        }
+        assert answered == set(pids), answered
     finally:
         a.close()
         b.close()
