@@ -1,5 +1,5 @@
 """The ``allotment`` command: ``serve``, ``db upgrade``, ``token create|list|revoke``,
-``config show``."""
+``config show``, ``sim run|compare``."""
 
 from __future__ import annotations
 
@@ -91,6 +91,10 @@ def _parser() -> argparse.ArgumentParser:
         _common(cmd)
         if name == "revoke":
             cmd.add_argument("name")
+
+    from allotment.sim.cli import add_parser as add_sim
+
+    add_sim(sub)
     return parser
 
 
@@ -277,6 +281,10 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "sim":
+        from allotment.sim.cli import main as sim_main
+
+        return sim_main(args)
     try:
         settings = _settings(args)
         log.setup(settings.logging.level, access_log=settings.logging.access_log)
