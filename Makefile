@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-upstream lint typecheck unit functional integration bench conformance clean
+.PHONY: run test test-upstream lint typecheck unit functional integration bench conformance clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck chromium
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The simulator's report is rendered in Debian's headless Chromium by
+# tests/integration/test_sim_report_chromium.py. Under CI=true a missing chromium is
+# installed from Debian (as root, or through sudo); elsewhere the test skips and says why.
+chromium:
+	@if [ "$$CI" = "true" ] && ! command -v chromium >/dev/null 2>&1; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; \
+	fi
 
 # Against the real OpenStack Placement 16 (installed from PyPI into /tmp/anchor-placement on
 # first use): the differential candidate test and the scheduler-over-upstream scenarios.
