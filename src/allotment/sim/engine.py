@@ -116,6 +116,7 @@ class Simulation:
         self.alive: dict[str, Instance] = {}
         self.groups: dict[int, set[str]] = {}
         self.group_policy: dict[int, int] = {}
+        self._renamed: dict[str, str] = {}
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -377,8 +378,10 @@ class Simulation:
         self._book(inst, -1)
 
     def _depart(self, consumer: str) -> None:
+        while consumer in self._renamed:  # moved: it lives on under its new consumer
+            consumer = self._renamed.pop(consumer)
         inst = self.alive.pop(consumer, None)
-        if inst is None:  # moved: it lives on under its new consumer
+        if inst is None:
             return
         self._forget(inst)
         if inst.group >= 0:
@@ -428,11 +431,8 @@ class Simulation:
             members.discard(consumer)
             members.add(new)
         services.host_manager.update_instance_info(self.ctx, chosen.host, [self._info(moved)])
-        # Its departure was booked under the old consumer: carry it over.
-        for index, (at, seq, kind, who) in enumerate(self._events):
-            if kind == DEPART and who == consumer:
-                self._events[index] = (at, seq, kind, new)
-                break
+        # Its departure is booked under the old consumer: follow the rename then.
+        self._renamed[consumer] = new
 
     # -- metrics --------------------------------------------------------------------------
 

@@ -305,9 +305,27 @@ def build(services: Services, scenario: Scenario, policy: Policy, rng: random.Ra
     _insert(services, resource_provider_aggregates, rp_aggs)
     _insert(services, consumers, cons)
     _insert(services, allocations, allocs)
+    # A fresh database: the host rows are inserted in bulk (save_host's upsert, one
+    # statement pair per host, is what a running cloud needs, not an empty one).
+    _insert(
+        services,
+        host_store.hosts,
+        [
+            {
+                "uuid": r.uuid,
+                "host": r.host,
+                "nodename": r.nodename,
+                "report": r.report.model_dump_json(),
+                "disabled": r.report.disabled,
+                "disabled_reason": r.report.disabled_reason,
+                "heartbeat": r.heartbeat,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for r in records
+        ],
+    )
     with services.db.write() as conn:
-        for record in records:
-            host_store.save_host(conn, record, now)
         for name, metadata in agg_meta.items():
             aggregate = Aggregate(
                 agg_uuid(scenario.name, name), name, metadata, frozenset(members[name])
