@@ -248,6 +248,11 @@ class SchedulerConfig(Section):
     # other process's decisions after at most this many seconds (heartbeats are flushed
     # and the change log read every half of it).
     host_state_sync_delay: float = Field(1.0, gt=0, le=60)
+    # Not in Nova: select_destinations calls that arrive while the process is deciding are
+    # decided together next, their candidate queries asked once and their claims written
+    # in one transaction (at most max_batch calls per batch; a lone call never waits).
+    coalesce: bool = True
+    max_batch: int = Field(64, ge=1, le=1000)
 
 
 class FilterSchedulerConfig(Section):

@@ -16,6 +16,8 @@ checked by placement in SQL, so a stale view can cost a retry, never an over-com
 With the embedded placement, one process decides and claims one request at a time (its
 index shows each claim as it commits, and the work is CPU under one GIL anyway), so a
 process never races itself; processes race each other, and settle it through conflicts.
+With ``[scheduler] coalesce`` (the default) the requests that arrive while one is being
+decided are decided together next, and claimed in one transaction (``coalesce.py``).
 
 ``explain`` runs the same decision without claiming and shows the funnel and the ranking.
 """
@@ -29,7 +31,7 @@ import random
 import threading
 import time
 import uuid as uuidlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,8 +39,10 @@ from allotment import errors, log
 from allotment.auth import policy
 from allotment.config import Settings
 from allotment.context import RequestContext
+from allotment.scheduler.coalesce import Coalescer, Pending
 from allotment.scheduler.cycle.driver import Cycle, PreparedRequest
 from allotment.scheduler.cycle.ranking import HostChoice
+from allotment.scheduler.decision import AskPlacement, Decision, Ledger, Pick
 from allotment.scheduler.explain import Explanation
 from allotment.scheduler.host_manager import HostManager
 from allotment.scheduler.pipeline import Pipeline
@@ -86,56 +90,6 @@ class Selection:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Pick:
-    instance_uuid: str
-    choice: HostChoice
-    request: int  # index of the allocation request in the offer
-
-
-class Ledger:
-    """What this request has taken from the capacity placement reported, so a host is
-    offered to the next instance only while one of its allocation requests still fits."""
-
-    def __init__(self, offer: Offer) -> None:
-        self.offer = offer
-        self.taken: dict[tuple[str, str], int] = {}
-        self._requests: dict[int, AllocationRequest] = {}
-
-    def request(self, index: int) -> AllocationRequest:
-        found = self._requests.get(index)
-        if found is None:
-            found = self._requests[index] = self.offer.allocation_request(index)
-        return found
-
-    def fitting(self, host: int) -> int | None:
-        """The first of the host's allocation requests that still fits, if any."""
-        free, taken = self.offer.free, self.taken
-        for index in self.offer.requests_of(host):
-            allocations = self.request(index).allocations
-            if all(
-                free(rp, rc) - taken.get((rp, rc), 0) >= amount
-                for rp, resources in allocations.items()
-                for rc, amount in resources.items()
-            ):
-                return index
-        return None
-
-    def take(self, index: int) -> None:
-        for rp, resources in self.request(index).allocations.items():
-            for rc, amount in resources.items():
-                self.taken[(rp, rc)] = self.taken.get((rp, rc), 0) + amount
-
-
-@dataclass
-class Decision:
-    """One request's cycle and ledger, and where its instances went so far."""
-
-    cycle: Cycle
-    ledger: Ledger
-    picks: list[Pick]
-
-
 def check_instance_uuids(values: Any) -> list[str]:
     """1 to ``MAX_INSTANCES`` distinct UUIDs, in canonical form (InvalidInput otherwise)."""
     if not isinstance(values, list) or not 1 <= len(values) <= MAX_INSTANCES:
@@ -177,9 +131,13 @@ class SchedulerManager:
         self.clock = clock
         self.rng = rng or random.Random()
         # One request at a time from the query to the claim, when that never costs a
-        # round trip (see PlacementClient.sees_own_claims).
+        # round trip (see PlacementClient.sees_own_claims)...
         self._deciding: contextlib.AbstractContextManager[object] = (
             threading.Lock() if placement.sees_own_claims else contextlib.nullcontext()
+        )
+        # ...or one batch of them at a time ([scheduler] coalesce).
+        self.coalescer: Coalescer | None = (
+            Coalescer(self, settings.scheduler.max_batch) if settings.scheduler.coalesce else None
         )
 
     # -- the public operations ----------------------------------------------------------
@@ -209,8 +167,11 @@ class SchedulerManager:
             started = time.perf_counter()
             snapshot = self.host_manager.snapshot()
             prepared = self.pipeline.prepare(ctx, spec, snapshot)
-            with self._deciding:
-                decision = self._decide_and_claim(ctx, prepared, snapshot, uuids, user_id)
+            if self.coalescer is not None:
+                decision = self.coalescer.decide(Pending(ctx, prepared, snapshot, uuids, user_id))
+            else:
+                with self._deciding:
+                    decision = self._decide_and_claim(ctx, prepared, snapshot, uuids, user_id)
             claimed = decision.picks
             selections = self._selections(decision, return_alternates)
             LOG.info(
@@ -273,12 +234,14 @@ class SchedulerManager:
         ``scheduler:explain``), checked before the body is looked at."""
         policy.authorize(ctx, rule)
 
-    def _offer(self, ctx: RequestContext, prepared: PreparedRequest) -> Offer:
-        """Allocation candidates for the request; an explained NoValidHost when there are
-        none."""
+    def _offer(
+        self, ctx: RequestContext, prepared: PreparedRequest, ask: AskPlacement | None = None
+    ) -> Offer:
+        """Allocation candidates for the request (from ``ask``, placement by default); an
+        explained NoValidHost when there are none."""
         request = prepared.resources
         try:
-            offer = self.placement.allocation_candidates(ctx, request)
+            offer = (ask or self.placement.allocation_candidates)(ctx, request)
         except PlacementRejected as exc:
             summary = f"No valid host was found: placement rejected the request ({exc.message})"
             raise self.pipeline.placement_failed(
@@ -345,13 +308,17 @@ class SchedulerManager:
         prepared: PreparedRequest,
         snapshot: HostSnapshot,
         uuids: list[str],
+        *,
+        ask: AskPlacement | None = None,
+        taken: Mapping[tuple[str, str], int] | None = None,
     ) -> Decision:
-        """Placement's offer, and a cycle over it for the request's instances."""
-        offer = self._offer(ctx, prepared)
+        """Placement's offer, and a cycle over it for the request's instances (``ask`` and
+        ``taken``: a batch's shared candidate queries and what its earlier requests took)."""
+        offer = self._offer(ctx, prepared, ask)
         cycle = self.pipeline.start(
             prepared, snapshot, offer.hosts, uuids, now=self.clock(), rng=self.rng
         )
-        return Decision(cycle, Ledger(offer), [])
+        return Decision(cycle, Ledger(offer, taken), [])
 
     def _place(self, decision: Decision, uuid: str, ranking: Iterable[HostChoice]) -> Pick:
         """Place one instance (unclaimed): the pick, consumed from the cycle and the

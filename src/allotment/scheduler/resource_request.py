@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -108,6 +109,33 @@ class ResourceRequest:
     def require_aggregates(self, uuids: set[str] | frozenset[str]) -> None:
         """Any of ``uuids`` (AND'ed with aggregates required before)."""
         self.unsuffixed.member_of.append(frozenset(uuids))
+
+    def canonical(self) -> Hashable:
+        """The query as a hashable value, equal for requests placement answers alike
+        (order of any-of sets and of groups does not matter; that of ``member_of`` items
+        and same_subtree does not either, as placement ANDs them)."""
+        groups = tuple(
+            sorted(
+                (
+                    group.suffix,
+                    tuple(sorted(group.resources.items())),
+                    frozenset(group.required_traits),
+                    frozenset(group.forbidden_traits),
+                    frozenset(group.member_of),
+                    frozenset(group.forbidden_aggregates),
+                    group.in_tree,
+                )
+                for group in self.groups.values()
+            )
+        )
+        return (
+            groups,
+            self.group_policy,
+            frozenset(self.same_subtree),
+            frozenset(self.root_required),
+            frozenset(self.root_forbidden),
+            self.limit,
+        )
 
     def suffixed_count(self) -> int:
         return sum(1 for suffix in self.groups if suffix)

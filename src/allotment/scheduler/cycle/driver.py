@@ -286,7 +286,42 @@ class Cycle(CycleView):
     def consume(self, pos: int, instance_uuid: str | None = None) -> None:
         """Account for an instance placed on the host at ``pos`` (Nova's
         ``consume_from_request`` plus the server-group bookkeeping)."""
-        flavor = self.spec.flavor
+        self._account(pos, self.spec, self.numa_request, self.pci_requests)
+        if self.spec.instance_group is not None:
+            self._join_group(pos, instance_uuid)
+        self._dirty.append(pos)
+        self._scores.update(pos)
+
+    def consume_other(
+        self, compute_node_uuid: str, other: PreparedRequest, instance_uuid: str
+    ) -> None:
+        """Account for an instance of another request decided before this one in the same
+        batch (``SchedulerManager`` coalescing): what this cycle would have seen had that
+        request run first, as Nova's shared host states do, and a member of this request's
+        server group on that host when the instance is one."""
+        positions = self.positions_of_nodes([compute_node_uuid])
+        if not len(positions):
+            return
+        pos = int(positions[0])
+        self._account(pos, other.spec, other.numa, other.pci)
+        group = self.spec.instance_group
+        theirs = other.spec.instance_group
+        if group is not None and theirs is not None and group.uuid and theirs.uuid == group.uuid:
+            # nova-api made it a member after this request's spec was written.
+            self.group_members = self.group_members | {instance_uuid}
+        if group is not None and instance_uuid in self.group_members:
+            self._join_group(pos, instance_uuid)
+        self._dirty.append(pos)
+        self._scores.update(pos)
+
+    def _account(
+        self,
+        pos: int,
+        spec: RequestSpec,
+        numa_request: NumaRequest | None,
+        pci_requests: Sequence[PciRequest],
+    ) -> None:
+        flavor = spec.flavor
         self.free_ram_mb[pos] -= flavor.memory_mb
         self.free_disk_mb[pos] -= (flavor.root_gb + flavor.ephemeral_gb) * 1024
         self.free_vcpus[pos] -= flavor.vcpus
@@ -294,31 +329,31 @@ class Cycle(CycleView):
         self.io_ops[pos] += 1
         record = self.record(pos)
         topology = self.numa(pos)
-        if self.numa_request is not None and topology is not None:
+        if numa_request is not None and topology is not None:
             fits = numa_fit.fit(
                 topology,
-                self.numa_request,
+                numa_request,
                 record.report.cpu_allocation_ratio,
                 record.report.ram_allocation_ratio,
             )
             if fits is not None:
-                self._numa[pos] = numa_fit.consume(topology, self.numa_request, fits)
-        if self.pci_requests:
-            left = pci.allocate(self.pci_pools(pos), self.pci_requests)
+                self._numa[pos] = numa_fit.consume(topology, numa_request, fits)
+        if pci_requests:
+            left = pci.allocate(self.pci_pools(pos), pci_requests)
             if left is not None:
                 self._pci[pos] = left
-        if self.spec.instance_group is not None:
-            host = self.host(pos)
-            if host not in self.group_hosts:
-                self.group_hosts.add(host)
-                if self._group_mask is not None:
-                    self._group_mask[self.positions_of_hosts([host])] = True
-            if instance_uuid is not None and instance_uuid not in self.instances_on(pos):
-                self._added.setdefault(pos, []).append(instance_uuid)
-                if self._member_counts is not None and instance_uuid in self.group_members:
-                    self._member_counts[pos] += 1
-        self._dirty.append(pos)
-        self._scores.update(pos)
+
+    def _join_group(self, pos: int, instance_uuid: str | None) -> None:
+        """A member of the request's server group now runs on the host at ``pos``."""
+        host = self.host(pos)
+        if host not in self.group_hosts:
+            self.group_hosts.add(host)
+            if self._group_mask is not None:
+                self._group_mask[self.positions_of_hosts([host])] = True
+        if instance_uuid is not None and instance_uuid not in self.instances_on(pos):
+            self._added.setdefault(pos, []).append(instance_uuid)
+            if self._member_counts is not None and instance_uuid in self.group_members:
+                self._member_counts[pos] += 1
 
     def drop(self, positions: Sequence[int], stage: str, **detail: Any) -> None:
         """Take hosts out of the rest of the request: placement capacity that earlier

@@ -126,6 +126,18 @@ class CycleView:
         result: IntArray = found[found >= 0]
         return result
 
+    def positions_of_nodes(self, uuids: Sequence[str]) -> IntArray:
+        """Candidate positions of the compute nodes ``uuids`` (those that are candidates)."""
+        rows = self.snapshot.rows_for(uuids)
+        rows = rows[rows >= 0]
+        if not len(rows):
+            return np.zeros(0, np.int64)
+        self.positions_of_hosts([])  # builds the row -> position map
+        assert self._pos_of_row is not None
+        found = self._pos_of_row[rows]
+        result: IntArray = found[found >= 0]
+        return result
+
     def positions_with_instances(self, uuids: Sequence[str]) -> IntArray:
         """Candidate positions of the hosts running any of ``uuids`` (placed so far in this
         request included)."""

@@ -1,0 +1,71 @@
+"""One request's decision before it is claimed: where each instance goes (``Pick``), what
+the request took from the capacity placement offered (``Ledger``), and the cycle both
+came from (``Decision``). ``SchedulerManager`` makes them; ``coalesce`` batches them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from allotment.context import RequestContext
+from allotment.scheduler.cycle.driver import Cycle
+from allotment.scheduler.cycle.ranking import HostChoice
+from allotment.scheduler.placement import AllocationRequest, Offer
+from allotment.scheduler.resource_request import ResourceRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Pick:
+    instance_uuid: str
+    choice: HostChoice
+    request: int  # index of the allocation request in the offer
+
+
+class Ledger:
+    """What this request has taken from the capacity placement reported, so a host is
+    offered to the next instance only while one of its allocation requests still fits.
+    ``base`` is what requests decided before this one in the same batch took (read only:
+    their picks are not yet claimed when this one is decided)."""
+
+    def __init__(self, offer: Offer, base: Mapping[tuple[str, str], int] | None = None) -> None:
+        self.offer = offer
+        self.taken: dict[tuple[str, str], int] = {}
+        self.base: Mapping[tuple[str, str], int] = base if base is not None else {}
+        self._requests: dict[int, AllocationRequest] = {}
+
+    def request(self, index: int) -> AllocationRequest:
+        found = self._requests.get(index)
+        if found is None:
+            found = self._requests[index] = self.offer.allocation_request(index)
+        return found
+
+    def fitting(self, host: int) -> int | None:
+        """The first of the host's allocation requests that still fits, if any."""
+        free, taken, base = self.offer.free, self.taken, self.base
+        for index in self.offer.requests_of(host):
+            allocations = self.request(index).allocations
+            if all(
+                free(rp, rc) - base.get((rp, rc), 0) - taken.get((rp, rc), 0) >= amount
+                for rp, resources in allocations.items()
+                for rc, amount in resources.items()
+            ):
+                return index
+        return None
+
+    def take(self, index: int) -> None:
+        for rp, resources in self.request(index).allocations.items():
+            for rc, amount in resources.items():
+                self.taken[(rp, rc)] = self.taken.get((rp, rc), 0) + amount
+
+
+# Where a request's allocation candidates come from (placement, or a batch's cache of it).
+AskPlacement = Callable[[RequestContext, ResourceRequest], Offer]
+
+
+@dataclass
+class Decision:
+    """One request's cycle and ledger, and where its instances went so far."""
+
+    cycle: Cycle
+    ledger: Ledger
+    picks: list[Pick]
