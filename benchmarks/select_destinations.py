@@ -82,6 +82,9 @@ USER = "6a7b8c9d0e1f4a2b8c3d4e5f6a7b8c9d"
 X86_TRAITS = ["HW_CPU_X86_AVX", "HW_CPU_X86_AVX2", "HW_CPU_X86_SSE42", "HW_CPU_X86_AESNI"]
 IMAGE_TRAITS = ["COMPUTE_IMAGE_TYPE_QCOW2", "COMPUTE_IMAGE_TYPE_RAW"]
 SEED_VERSION = 1  # bump when the seeded cloud changes (invalidates the cache)
+# Seeded hosts do not heartbeat: live ones stay up this long after ``fresh_copy`` (down
+# ones were seeded an hour before them), however slow a busy machine makes a run.
+SERVICE_DOWN_TIME = "1800"
 
 
 def log(message: str) -> None:
@@ -99,6 +102,7 @@ def settings_for(folder: Path, db: Path, synchronous: str = "FULL") -> Any:
             "server": {"auth": "noauth", "state_dir": str(folder / "state")},
             "database": {"url": f"sqlite:///{db}", "sqlite_synchronous": synchronous},
             "logging": {"level": "WARNING"},
+            "scheduler": {"service_down_time": SERVICE_DOWN_TIME},
         },
         environ={},
     )
@@ -425,32 +429,39 @@ def run_inprocess(db: Path, folder: Path, args: argparse.Namespace) -> dict[str,
         services.stop()
 
 
-def concurrently(call: Any, args: argparse.Namespace) -> dict[str, Any]:
-    """``args.clients`` clients sending ``args.batches`` batch calls each, at once."""
+def concurrently(call: Any, clients: int, count: int, calls: int) -> dict[str, Any]:
+    """``clients`` clients sending ``calls`` calls of ``count`` instances each, at once."""
     seconds: list[float] = []
     lock = threading.Lock()
+    start = threading.Barrier(clients + 1)
 
     def client() -> None:
         with httpx.Client(timeout=120, trust_env=False) as own:
-            mine = [call(args.batch, via=own) for _ in range(args.batches)]
+            call(1, via=own)  # connected before the clock starts
+            start.wait()
+            mine = [call(count, via=own) for _ in range(calls)]
         with lock:
             seconds.extend(mine)
 
-    threads = [threading.Thread(target=client) for _ in range(args.clients)]
-    started = time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(clients)]
     for thread in threads:
         thread.start()
+    start.wait()
+    started = time.perf_counter()
     for thread in threads:
         thread.join()
-    return {
-        **summarize(seconds, args.batch, time.perf_counter() - started),
-        "clients": args.clients,
+    return {**summarize(seconds, count, time.perf_counter() - started), "clients": clients}
+
+
+def run_http(db: Path, folder: Path, args: argparse.Namespace, coalesce: bool) -> dict[str, Any]:
+    env = {
+        "ALLOTMENT_DATABASE__SQLITE_SYNCHRONOUS": "FULL",
+        "ALLOTMENT_LOGGING__LEVEL": "WARNING",
+        "ALLOTMENT_SCHEDULER__COALESCE": "true" if coalesce else "false",
+        "ALLOTMENT_SCHEDULER__SERVICE_DOWN_TIME": SERVICE_DOWN_TIME,
     }
-
-
-def run_http(db: Path, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
-    env = {"ALLOTMENT_DATABASE__SQLITE_SYNCHRONOUS": "FULL", "ALLOTMENT_LOGGING__LEVEL": "WARNING"}
     headers = {"x-auth-token": "admin"}
+    label = f"HTTP coalesce={'on' if coalesce else 'off'}"
     with (
         allotment_server(db, folder, args.port, env) as (base, _),
         httpx.Client(timeout=120, trust_env=False) as client,
@@ -480,10 +491,20 @@ def run_http(db: Path, folder: Path, args: argparse.Namespace) -> dict[str, Any]
                 started = time.perf_counter()
                 seconds = [call(count) for _ in range(calls)]
                 results[name] = summarize(seconds, count, time.perf_counter() - started)
-                log(f"HTTP       {variant:5s} {name:6s} {results[name]}")
+                log(f"{label} {variant:5s} {name:6s} {results[name]}")
+            if args.clients > 1 and args.single:
+                per_client = max(1, args.single // args.clients)
+                found = concurrently(call, args.clients, 1, per_client)
+                results["single_concurrent"] = found
+                log(f"{label} {variant:5s} {args.clients} clients x 1 {found}")
+                if "batch" in results:
+                    results["single_concurrent_over_batch"] = round(
+                        found["placements_per_s"] / results["batch"]["placements_per_s"], 3
+                    )
             if args.clients > 1 and args.batches:
-                results["batch_concurrent"] = concurrently(call, args)
-                log(f"HTTP       {variant:5s} {args.clients} clients {results['batch_concurrent']}")
+                found = concurrently(call, args.clients, args.batch, args.batches)
+                results["batch_concurrent"] = found
+                log(f"{label} {variant:5s} {args.clients} clients x {args.batch} {found}")
             out[variant] = results
         return out
 
@@ -501,8 +522,18 @@ def main() -> None:
     parser.add_argument("--http", action="store_true", help="also measure over HTTP")
     parser.add_argument("--port", type=int, default=18995)
     parser.add_argument(
-        "--clients", type=int, default=4, help="concurrent HTTP clients for a last batch phase"
+        "--clients",
+        type=int,
+        default=4,
+        help="concurrent HTTP clients for the last phases: 1-instance calls (--single split "
+        "between them), then --batches calls each",
     )
+    parser.add_argument(
+        "--coalesce",
+        default="on",
+        help="[scheduler] coalesce for the HTTP runs: on, off, or on,off (side by side)",
+    )
+    parser.add_argument("--no-inprocess", action="store_true", help="skip the in-process run")
     parser.add_argument("--profile", action="store_true", help="cProfile the in-process runs")
     parser.add_argument("--out", help="write the JSON summary here too")
     args = parser.parse_args()
@@ -519,12 +550,15 @@ def main() -> None:
     }
     run = work / "run"
     db = fresh_copy(seed_db, run)
-    log("in-process run")
-    result["inprocess"] = run_inprocess(db, run, args)
+    if not args.no_inprocess:
+        log("in-process run")
+        result["inprocess"] = run_inprocess(db, run, args)
     if args.http:
-        db = fresh_copy(seed_db, run)
-        log("HTTP run")
-        result["http"] = run_http(db, run, args)
+        for mode in args.coalesce.split(","):
+            db = fresh_copy(seed_db, run)
+            log(f"HTTP run, coalesce {mode}")
+            key = "http" if mode == "on" else f"http_coalesce_{mode}"
+            result[key] = run_http(db, run, args, coalesce=mode == "on")
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:

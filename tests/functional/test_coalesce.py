@@ -25,7 +25,8 @@ from starlette.testclient import TestClient
 from allotment import errors
 from allotment.app import Services, build_services, create_app
 from allotment.context import RequestContext
-from allotment.scheduler.manager import SchedulerManager, Selection
+from allotment.scheduler.decision import Selection
+from allotment.scheduler.manager import SchedulerManager
 from allotment.scheduler.placement import Claim, Offer, PlacementClient
 from allotment.scheduler.request import parse_request_spec
 from allotment.scheduler.resource_request import ResourceRequest
@@ -196,6 +197,9 @@ def test_anti_affinity_holds_across_a_batch(cloud: Cloud) -> None:
     placed = [h for r in results[:3] for h in _hosts(r)]
     assert sorted(placed) == ["a", "b", "c"]
     assert isinstance(results[3], errors.NoValidHost)
+    # Its own explanation, as alone: the one instance it asked for, not the batch's fourth.
+    assert "for instance" not in results[3].message
+    assert results[3].extra["explanation"]["instance"] == 0
     affinity = request_spec(instance_group={"uuid": str(uuid.uuid4()), "policy": "affinity"})
     results = cloud.batch(*[(affinity, 1)] * 3)
     assert len({h for r in results for h in _hosts(r)}) == 1

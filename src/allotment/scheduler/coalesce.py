@@ -33,7 +33,7 @@ from allotment import log
 from allotment.context import RequestContext
 from allotment.scheduler.cycle.driver import PreparedRequest
 from allotment.scheduler.cycle.ranking import HostChoice
-from allotment.scheduler.decision import AskPlacement, Decision, Pick
+from allotment.scheduler.decision import AskPlacement, Decision, Pick, Selection
 from allotment.scheduler.pipeline import Pipeline
 from allotment.scheduler.placement import (
     Claim,
@@ -68,6 +68,8 @@ class Decider(Protocol):
 
     def _claim(self, decision: Decision, pick: Pick, spec: RequestSpec, user_id: str) -> Claim: ...
 
+    def _selections(self, decision: Decision, return_alternates: bool) -> list[list[Selection]]: ...
+
     def _decide_and_claim(
         self,
         ctx: RequestContext,
@@ -90,15 +92,26 @@ class Pending:
     snapshot: HostSnapshot
     uuids: list[str]
     user_id: str
+    return_alternates: bool = False
     decision: Decision | None = None
+    selections: list[list[Selection]] | None = None
     error: BaseException | None = None
     done: bool = False
 
-    def outcome(self) -> Decision:
+    def outcome(self) -> tuple[Decision, list[list[Selection]]]:
         if self.error is not None:
             raise self.error
-        assert self.decision is not None
-        return self.decision
+        assert self.decision is not None and self.selections is not None
+        return self.decision, self.selections
+
+    def joins(self, first: Pending) -> bool:
+        """Whether this call can be decided in ``first``'s cycle, as one more instance of
+        it: one instance each, the same spec, the same host snapshot."""
+        return (
+            len(self.uuids) == len(first.uuids) == 1
+            and self.snapshot is first.snapshot
+            and self.prepared.spec == first.prepared.spec
+        )
 
 
 class SharedQueries:
@@ -140,8 +153,9 @@ class Coalescer:
         with self._turn:
             return len(self._queue)
 
-    def decide(self, item: Pending) -> Decision:
-        """``item``'s decision, its instances claimed; raises what it alone would raise."""
+    def decide(self, item: Pending) -> tuple[Decision, list[list[Selection]]]:
+        """``item``'s decision, its instances claimed, and its answer; raises what it alone
+        would raise."""
         with self._turn:
             self._queue.append(item)
             while not item.done and (self._leading or self._queue[0] is not item):
@@ -173,34 +187,38 @@ class Coalescer:
                     )
                 except Exception as exc:
                     item.error = exc
-            item.done = True
+            self._answer(batch)
             return
-        ask = SharedQueries(manager)
-        taken: dict[tuple[str, str], int] = {}
-        placed: list[tuple[PreparedRequest, str, str]] = []
-        decided: list[tuple[Pending, Decision]] = []
+        run = _Batch(manager)
+        start = 0
+        while start < len(batch):
+            first = batch[start]
+            end = start + 1
+            while end < len(batch) and batch[end].joins(first):
+                end += 1
+            if end - start > 1:
+                for item in run.decide_together(batch[start:end]):
+                    run.decide(item, fresh=True)
+            else:
+                run.decide(first)
+            start = end
+        if run.decided:
+            self._claim(run.decided, run.ask.asked)
+        self._answer(batch)
+
+    def _answer(self, batch: list[Pending]) -> None:
+        """Each decided call's selections (alternates included), here in the one thread
+        that decides: calls decided together share a cycle."""
         for item in batch:
-            with log.request_context(item.ctx):
-                try:
-                    decision = manager._start(
-                        item.ctx, item.prepared, item.snapshot, item.uuids, ask=ask, taken=taken
-                    )
-                    for other, node, instance in placed:
-                        decision.cycle.consume_other(node, other, instance)
-                    for uuid in item.uuids:
-                        manager._place(decision, uuid, decision.cycle.next_hosts(uuid))
-                except Exception as exc:  # its picks never reached the batch's ledger
-                    item.error = exc
-                    item.done = True
-                    continue
-            for key, amount in decision.ledger.taken.items():
-                taken[key] = taken.get(key, 0) + amount
-            placed.extend(
-                (item.prepared, p.choice.compute_node_uuid, p.instance_uuid) for p in decision.picks
-            )
-            decided.append((item, decision))
-        if decided:
-            self._claim(decided, ask.asked)
+            if item.decision is not None and item.error is None:
+                with log.request_context(item.ctx):
+                    try:
+                        item.selections = self.manager._selections(
+                            item.decision, item.return_alternates
+                        )
+                    except Exception as exc:
+                        item.error = exc
+            item.done = True
 
     def _claim(self, decided: list[tuple[Pending, Decision]], asked: int) -> None:
         manager = self.manager
@@ -221,6 +239,7 @@ class Coalescer:
                 exc.message,
             )
             for item, _ in decided:
+                item.decision = None
                 with log.request_context(item.ctx):
                     try:
                         fresh = manager.pipeline.prepare(
@@ -231,12 +250,10 @@ class Coalescer:
                         )
                     except Exception as error:
                         item.error = error
-                item.done = True
             return
         except Exception as exc:  # placement unavailable: nothing known to be claimed
             for item, _ in decided:
                 item.error = exc
-                item.done = True
             return
         LOG.debug(
             "coalesced %d requests: %d candidate queries, %d instance(s) claimed in one call",
@@ -246,4 +263,77 @@ class Coalescer:
         )
         for item, decision in decided:
             item.decision = decision
-            item.done = True
+
+
+class _Batch:
+    """The decisions of one batch, in arrival order, before their claim: the shared
+    queries, what the decided calls took, and where their instances went."""
+
+    def __init__(self, manager: Decider) -> None:
+        self.manager = manager
+        self.ask = SharedQueries(manager)
+        self.taken: dict[tuple[str, str], int] = {}
+        self.placed: list[tuple[PreparedRequest, str, str]] = []
+        self.decided: list[tuple[Pending, Decision]] = []
+
+    def _start(self, item: Pending, uuids: list[str]) -> Decision:
+        decision = self.manager._start(
+            item.ctx, item.prepared, item.snapshot, uuids, ask=self.ask, taken=self.taken
+        )
+        for other, node, instance in self.placed:
+            decision.cycle.consume_other(node, other, instance)
+        return decision
+
+    def _keep(self, item: Pending, decision: Decision) -> None:
+        item.decision = decision
+        self.placed.extend(
+            (item.prepared, p.choice.compute_node_uuid, p.instance_uuid) for p in decision.picks
+        )
+        self.decided.append((item, decision))
+
+    def _add(self, taken: Mapping[tuple[str, str], int]) -> None:
+        for key, amount in taken.items():
+            self.taken[key] = self.taken.get(key, 0) + amount
+
+    def decide(self, item: Pending, *, fresh: bool = False) -> None:
+        """One call on its own cycle; a failure takes nothing from the batch."""
+        manager = self.manager
+        with log.request_context(item.ctx):
+            try:
+                if fresh:  # its funnel was written by a cohort's attempt
+                    item.prepared = manager.pipeline.prepare(
+                        item.ctx, item.prepared.spec, item.snapshot
+                    )
+                decision = self._start(item, item.uuids)
+                for uuid in item.uuids:
+                    manager._place(decision, uuid, decision.cycle.next_hosts(uuid))
+            except Exception as exc:
+                item.error = exc
+                return
+        self._add(decision.ledger.taken)
+        self._keep(item, decision)
+
+    def decide_together(self, cohort: list[Pending]) -> list[Pending]:
+        """Calls that ``join`` the first, decided as the instances of one request (one
+        cycle, one offer): what a multi-instance request costs. Returns the calls left
+        undecided once a pick fails, to be decided on their own for their own
+        explanation."""
+        manager = self.manager
+        first = cohort[0]
+        with log.request_context(first.ctx):
+            try:
+                decision = self._start(first, [item.uuids[0] for item in cohort])
+            except Exception:
+                return cohort
+            picks = 0
+            for item in cohort:
+                (uuid,) = item.uuids
+                try:
+                    manager._place(decision, uuid, decision.cycle.next_hosts(uuid))
+                except Exception:
+                    break
+                picks += 1
+        self._add(decision.ledger.taken)
+        for item, pick in zip(cohort, decision.picks, strict=False):
+            self._keep(item, Decision(decision.cycle, decision.ledger, [pick]))
+        return cohort[picks:]

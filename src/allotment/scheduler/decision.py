@@ -1,17 +1,41 @@
 """One request's decision before it is claimed: where each instance goes (``Pick``), what
 the request took from the capacity placement offered (``Ledger``), and the cycle both
-came from (``Decision``). ``SchedulerManager`` makes them; ``coalesce`` batches them."""
+came from (``Decision``); and the answer (``Selection``). ``SchedulerManager`` makes
+them; ``coalesce`` batches them."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from allotment.context import RequestContext
 from allotment.scheduler.cycle.driver import Cycle
 from allotment.scheduler.cycle.ranking import HostChoice
-from allotment.scheduler.placement import AllocationRequest, Offer
+from allotment.scheduler.placement import ALLOCATION_REQUEST_VERSION, AllocationRequest, Offer
 from allotment.scheduler.resource_request import ResourceRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """One destination (chosen or alternate) as ``select_destinations`` returns it."""
+
+    host: str
+    nodename: str
+    compute_node_uuid: str
+    allocation_request: AllocationRequest
+    allocation_request_version: str = ALLOCATION_REQUEST_VERSION
+    limits: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "nodename": self.nodename,
+            "compute_node_uuid": self.compute_node_uuid,
+            "allocation_request": self.allocation_request.to_dict(),
+            "allocation_request_version": self.allocation_request_version,
+            "limits": self.limits,
+        }
 
 
 @dataclass(frozen=True, slots=True)

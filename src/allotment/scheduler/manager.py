@@ -32,7 +32,6 @@ import threading
 import time
 import uuid as uuidlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from allotment import errors, log
@@ -42,13 +41,11 @@ from allotment.context import RequestContext
 from allotment.scheduler.coalesce import Coalescer, Pending
 from allotment.scheduler.cycle.driver import Cycle, PreparedRequest
 from allotment.scheduler.cycle.ranking import HostChoice
-from allotment.scheduler.decision import AskPlacement, Decision, Ledger, Pick
+from allotment.scheduler.decision import AskPlacement, Decision, Ledger, Pick, Selection
 from allotment.scheduler.explain import Explanation
 from allotment.scheduler.host_manager import HostManager
 from allotment.scheduler.pipeline import Pipeline
 from allotment.scheduler.placement import (
-    ALLOCATION_REQUEST_VERSION,
-    AllocationRequest,
     Claim,
     ClaimConflict,
     Offer,
@@ -66,28 +63,6 @@ STAGE_CAPACITY = "placement_capacity"
 STAGE_CLAIM = "claim_conflict"
 # Ranked hosts ``explain`` lists unless asked for another number.
 EXPLAIN_HOSTS = 50
-
-
-@dataclass(frozen=True, slots=True)
-class Selection:
-    """One destination (chosen or alternate) as ``select_destinations`` returns it."""
-
-    host: str
-    nodename: str
-    compute_node_uuid: str
-    allocation_request: AllocationRequest
-    allocation_request_version: str = ALLOCATION_REQUEST_VERSION
-    limits: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "host": self.host,
-            "nodename": self.nodename,
-            "compute_node_uuid": self.compute_node_uuid,
-            "allocation_request": self.allocation_request.to_dict(),
-            "allocation_request_version": self.allocation_request_version,
-            "limits": self.limits,
-        }
 
 
 def check_instance_uuids(values: Any) -> list[str]:
@@ -168,12 +143,13 @@ class SchedulerManager:
             snapshot = self.host_manager.snapshot()
             prepared = self.pipeline.prepare(ctx, spec, snapshot)
             if self.coalescer is not None:
-                decision = self.coalescer.decide(Pending(ctx, prepared, snapshot, uuids, user_id))
+                pending = Pending(ctx, prepared, snapshot, uuids, user_id, return_alternates)
+                decision, selections = self.coalescer.decide(pending)
             else:
                 with self._deciding:
                     decision = self._decide_and_claim(ctx, prepared, snapshot, uuids, user_id)
+                selections = self._selections(decision, return_alternates)
             claimed = decision.picks
-            selections = self._selections(decision, return_alternates)
             LOG.info(
                 "placed %d instance(s) for project %s on %d host(s) in %.1f ms",
                 len(uuids),

@@ -40,8 +40,9 @@ from oslo_config import cfg
 from allotment import errors, log
 from allotment.config import Settings
 from allotment.context import RequestContext
+from allotment.scheduler.decision import Selection
 from allotment.scheduler.host_manager import HostManager
-from allotment.scheduler.manager import SchedulerManager, Selection
+from allotment.scheduler.manager import SchedulerManager
 from allotment.scheduler.nova import objects
 
 LOG = logging.getLogger(__name__)
