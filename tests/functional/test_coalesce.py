@@ -302,3 +302,25 @@ def test_max_batch_bounds_a_batch(make_cloud: Callable[..., Cloud]) -> None:
     assert all(not isinstance(r, Exception) for r in results)
     assert [len(c) for c in cloud.placement.claims] == [2, 2, 1]
     assert cloud.fleet.usages("a")["VCPU"] == 5
+
+
+def test_identical_one_instance_calls_share_one_cycle(cloud: Cloud) -> None:
+    """As Nova sends them (each spec naming its own instance), consecutive calls with
+    otherwise equal specs are decided as the instances of one request: one cycle."""
+    for name in ("a", "b", "c", "d"):
+        cloud.fleet.host(name)
+    pipeline = cloud.manager.pipeline
+    start = pipeline.start
+    cycles: list[int] = []
+
+    def counting_start(*args: Any, **kwargs: Any) -> Any:
+        cycles.append(len(args[3]))  # the instances the cycle is for
+        return start(*args, **kwargs)
+
+    pipeline.start = counting_start  # type: ignore[method-assign]
+    specs = [request_spec(instance_uuid=str(uuid.uuid4())) for _ in range(4)]
+    other = request_spec(flavor=flavor(vcpus=2))
+    results = cloud.batch(*[(spec, 1) for spec in specs], (other, 1))
+    assert sorted(h for r in results[:4] for h in _hosts(r)) == ["a", "b", "c", "d"]
+    assert not isinstance(results[4], Exception)
+    assert cycles == [4, 1]  # (the blocker got no candidates) the four together, the other

@@ -106,12 +106,14 @@ class Pending:
 
     def joins(self, first: Pending) -> bool:
         """Whether this call can be decided in ``first``'s cycle, as one more instance of
-        it: one instance each, the same spec, the same host snapshot."""
-        return (
-            len(self.uuids) == len(first.uuids) == 1
-            and self.snapshot is first.snapshot
-            and self.prepared.spec == first.prepared.spec
-        )
+        it: one instance each, the same host snapshot, and the same spec but for the
+        instance uuid Nova's RequestSpec carries."""
+        if not (len(self.uuids) == len(first.uuids) == 1 and self.snapshot is first.snapshot):
+            return False
+        mine, theirs = self.prepared.spec, first.prepared.spec
+        if mine.instance_uuid != theirs.instance_uuid:
+            mine = mine.model_copy(update={"instance_uuid": theirs.instance_uuid})
+        return mine == theirs
 
 
 class SharedQueries:
