@@ -104,3 +104,47 @@ def test_concurrent_trait_creation_is_one_trait(placement: PlacementService) -> 
     for thread in threads:
         thread.join()
     assert sorted(results) == [False, False, False, True]
+
+
+def test_processes_starting_at_once_seed_the_standard_names_once(
+    placement: PlacementService,
+) -> None:
+    """Several processes seeding the trait and class catalog of one database at the same
+    moment (as a fleet of servers started together does) all succeed, and each name is
+    there once: an insert that loses the race reads again and inserts what is left."""
+    from allotment.db.database import Database
+    from allotment.placement.store.catalog import Catalog
+
+    url = placement.db.url
+    with placement.db.write() as conn:  # an empty catalog, as on a database's first start
+        for table in (placement.catalog.traits.table, placement.catalog.resource_classes.table):
+            conn.execute(table.delete())
+    databases = [Database(url) for _ in range(6)]
+    barrier = threading.Barrier(len(databases))
+    failures: list[BaseException] = []
+
+    def start(db: Database) -> None:
+        catalog = Catalog(db)
+        barrier.wait()
+        try:
+            catalog.sync_standard()
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=start, args=(db,)) for db in databases]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert failures == []
+        check = Catalog(databases[0])
+        check.reload()
+        import os_resource_classes
+        import os_traits
+
+        assert set(check.traits.names()) == set(os_traits.get_traits())
+        assert set(check.resource_classes.names()) == set(os_resource_classes.STANDARDS)
+    finally:
+        for db in databases:
+            db.dispose()

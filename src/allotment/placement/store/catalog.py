@@ -21,6 +21,10 @@ from allotment.db.database import Database, utcnow
 from allotment.placement.model import CUSTOM_PREFIX as CUSTOM_PREFIX
 from allotment.placement.store.tables import consumer_types, resource_classes, traits
 
+# Inserting the standard names races with other processes starting at once; each lost race
+# leaves fewer names to insert, so a few attempts always finish.
+_SYNC_ATTEMPTS = 5
+
 
 class NameTable:
     """A name <-> id map over one table, cached in memory."""
@@ -91,21 +95,34 @@ class NameTable:
         self.reload()
         # Keep the given order: standard classes get ids in os-resource-classes order, as
         # upstream, so lists ordered by id read the same.
-        missing = [n for n in dict.fromkeys(names) if n not in self._by_name]
-        if missing:
-            now = utcnow()
-            with self.db.write() as conn:
-                existing = {
-                    r.name
-                    for r in conn.execute(
-                        sa.select(self.table.c.name).where(self.table.c.name.in_(missing))
-                    )
-                }
-                rows = [{"name": n, "created_at": now} for n in missing if n not in existing]
-                if rows:
-                    conn.execute(self.table.insert(), rows)
+        wanted = list(dict.fromkeys(names))
+        missing = [n for n in wanted if n not in self._by_name]
+        for attempt in range(_SYNC_ATTEMPTS):
+            left = [n for n in wanted if n not in self._by_name]
+            if not left:
+                break
+            try:
+                self._insert_missing(left)
+            except sa.exc.IntegrityError:
+                # Another process starting at the same moment inserted some of them between
+                # our look and our insert: read again and insert what is still missing.
+                if attempt == _SYNC_ATTEMPTS - 1:
+                    raise
             self.reload()
         return len(missing)
+
+    def _insert_missing(self, names: list[str]) -> None:
+        now = utcnow()
+        with self.db.write() as conn:
+            existing = {
+                r.name
+                for r in conn.execute(
+                    sa.select(self.table.c.name).where(self.table.c.name.in_(names))
+                )
+            }
+            rows = [{"name": n, "created_at": now} for n in names if n not in existing]
+            if rows:
+                conn.execute(self.table.insert(), rows)
 
 
 class Catalog:
