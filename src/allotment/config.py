@@ -391,6 +391,36 @@ class LoggingConfig(Section):
         return value.upper() if isinstance(value, str) else value
 
 
+class CapacityConfig(Section):
+    """The what-if (``allotment capacity``, ``POST /scheduler/v1/capacity``)."""
+
+    # Flavors counted when none is named, as "name:vcpus:memory_mb:root_gb".
+    flavors: list[str] = Field(default_factory=list)
+
+    @field_validator("flavors")
+    @classmethod
+    def _flavors(cls, value: list[str]) -> list[str]:
+        for item in value:
+            parse_flavor(item)
+        return value
+
+
+def parse_flavor(text: str) -> dict[str, Any]:
+    """``name:vcpus:memory_mb:root_gb`` as a flavor body; ValueError saying what is wrong."""
+    parts = text.split(":")
+    if len(parts) != 4 or not parts[0]:
+        raise ValueError(f"flavor {text!r} is not name:vcpus:memory_mb:root_gb")
+    try:
+        vcpus, memory_mb, root_gb = (int(p) for p in parts[1:])
+    except ValueError:
+        raise ValueError(
+            f"flavor {text!r}: vcpus, memory_mb and root_gb must be integers"
+        ) from None
+    if min(vcpus, memory_mb, root_gb) < 0:
+        raise ValueError(f"flavor {text!r}: amounts must not be negative")
+    return {"name": parts[0], "vcpus": vcpus, "memory_mb": memory_mb, "root_gb": root_gb}
+
+
 class Settings(Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
@@ -412,6 +442,7 @@ class Settings(Section):
     nova: NovaConfig = Field(default_factory=NovaConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    capacity: CapacityConfig = Field(default_factory=CapacityConfig)
 
     @property
     def auth_strategy(self) -> str:

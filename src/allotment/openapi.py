@@ -29,6 +29,7 @@ from allotment.placement.schemas import resource_provider as provider_schemas
 from allotment.placement.schemas import trait as trait_schemas
 from allotment.placement.schemas import usage as usage_schemas
 from allotment.scheduler import api as scheduler_api
+from allotment.scheduler.capacity import CapacityRequest
 from allotment.scheduler.manager import MAX_INSTANCES
 from allotment.scheduler.records import AggregateBody, HostReport, InstanceInfo
 from allotment.scheduler.request import RequestSpec
@@ -197,7 +198,16 @@ def _scheduler_operations() -> dict[str, tuple[dict[str, Any] | None, int, dict[
             {"type": "object"},
         ),
         "list_hosts": (None, 200, {"type": "object", "properties": {"hosts": {"type": "array"}}}),
+        "show_host": (
+            None,
+            200,
+            {
+                "type": "object",
+                "properties": {"host": {"type": "string"}, "nodes": {"type": "array"}},
+            },
+        ),
         "put_host": ({"$ref": ref + "HostReport"}, 200, {"type": "object"}),
+        "delete_host": (None, 204, {}),
         "put_instances": (
             {
                 "type": "object",
@@ -221,6 +231,14 @@ def _scheduler_operations() -> dict[str, tuple[dict[str, Any] | None, int, dict[
         ),
         "put_aggregate": ({"$ref": ref + "AggregateBody"}, 200, {"type": "object"}),
         "delete_aggregate": (None, 204, {}),
+        "capacity": (
+            {"$ref": ref + "CapacityRequest"},
+            200,
+            {
+                "type": "object",
+                "properties": {"flavors": {"type": "array", "items": {"type": "object"}}},
+            },
+        ),
         "reset": (None, 200, {"type": "object"}),
     }
 
@@ -233,6 +251,7 @@ def _scheduler_paths(prefix: str) -> dict[str, dict[str, Any]]:
         operation: dict[str, Any] = {
             "operationId": f"scheduler.{handler.__name__}",
             "tags": ["scheduler"],
+            "summary": (handler.__doc__ or handler.__name__).strip().splitlines()[0],
             "parameters": [_TOKEN, *_path_parameters(path)],
             "responses": _responses(ok, response),
         }
@@ -265,7 +284,9 @@ def document(scheduler_prefix: str = "/scheduler/v1") -> dict[str, Any]:
         "components": {
             "schemas": {
                 "Error": _ERROR,
-                **_model_schemas([RequestSpec, HostReport, AggregateBody, InstanceInfo]),
+                **_model_schemas(
+                    [RequestSpec, HostReport, AggregateBody, InstanceInfo, CapacityRequest]
+                ),
             }
         },
     }

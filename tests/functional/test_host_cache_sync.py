@@ -173,3 +173,18 @@ def test_the_sync_round_shows_a_report_elsewhere_within_the_delay(db: Database) 
         # Last started, first stopped: each put back the SIGHUP handler it found.
         for task in reversed(tasks):
             task.stop()
+
+
+def test_a_deleted_host_is_gone_in_the_other_process(db: Database) -> None:
+    clock = Clock()
+    one, two = make(db, clock), make(db, clock)
+    node = str(uuid.uuid4())
+    one.report_host(SERVICE, "c1", report(node))
+    one.update_instance_info(SERVICE, "c1", [InstanceInfo(uuid=str(uuid.uuid4()))])
+    two.catch_up()
+    assert [h[0] for h in hosts_of(two)] == ["c1"]
+    assert two.delete_host(ADMIN, "c1") == [node]
+    one.catch_up()
+    assert hosts_of(one) == []
+    assert len(one.snapshot()) == 0 and not one.snapshot().instances_on("c1")
+    assert not make(db, clock).list_hosts(ADMIN)

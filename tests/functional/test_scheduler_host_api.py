@@ -141,3 +141,55 @@ def test_bad_plugin_name_stops_start_up_without_a_traceback(
     assert code == 2
     assert "cannot load RamFilter" in err and "valid names:" in err
     assert "Traceback" not in err
+
+
+def test_show_and_delete_a_host(client: PlacementClient) -> None:
+    node = str(uuid.uuid4())
+    client.put(f"{PREFIX}/hosts/c1", {"compute_node_uuid": node, "hypervisor_type": "QEMU"})
+    client.put(f"{PREFIX}/hosts/c2", {"compute_node_uuid": str(uuid.uuid4())})
+    client.put(f"{PREFIX}/hosts/c1/instances", {"instances": [{"uuid": str(uuid.uuid4())}]})
+    shown = client.get(f"{PREFIX}/hosts/c1").json()
+    assert shown["host"] == "c1"
+    [only] = shown["nodes"]
+    assert only["compute_node_uuid"] == node and only["instances"] == 1 and only["up"]
+    assert only["report"]["hypervisor_type"] == "QEMU" and len(shown["instance_uuids"]) == 1
+    assert client.delete(f"{PREFIX}/hosts/c1", headers={"x-roles": "reader"}).status_code == 403
+    assert client.delete(f"{PREFIX}/hosts/c1").status_code == 204
+    assert [h["host"] for h in client.get(f"{PREFIX}/hosts").json()["hosts"]] == ["c2"]
+    resp = client.get(f"{PREFIX}/hosts/c1")
+    assert resp.status_code == 404 and "c1" in resp.json()["errors"][0]["detail"]
+    resp = client.delete(f"{PREFIX}/hosts/c1")
+    assert resp.status_code == 404
+    # The same node may report again, starting with no instances.
+    client.put(f"{PREFIX}/hosts/c1", {"compute_node_uuid": node})
+    assert client.get(f"{PREFIX}/hosts/c1").json()["nodes"][0]["instances"] == 0
+
+
+def test_capacity_counts_what_fits_per_zone(client: PlacementClient) -> None:
+    from tests.fleet import Fleet, flavor
+
+    fleet = Fleet(client.client)
+    fleet.host("a1", vcpus=8, ram=16384, disk=100)
+    fleet.host("a2", vcpus=4, ram=4096, disk=100, cpu_ratio=2.0)
+    fleet.host("b1", vcpus=16, ram=65536, disk=1000, traits=["HW_CPU_X86_AVX2"])
+    fleet.host("off", vcpus=64, ram=65536, disk=1000, report={"disabled": True})
+    fleet.aggregate("az-a", ["a1", "a2"], availability_zone="az-a")
+    small = flavor(2, 2048, 10)
+    body = {
+        "flavors": [small, flavor(8, 8192, 10, extra_specs={"trait:HW_CPU_X86_AVX2": "required"})]
+    }
+    resp = client.post(f"{PREFIX}/capacity", {**body, "hosts": True})
+    assert resp.status_code == 200, resp.text
+    first, second = resp.json()["flavors"]
+    # a1: min(8/2, 16384/2048, 100/10) = 4; a2: min(8/2, 2, 10) = 2; b1: min(8, 32, 100) = 8.
+    assert first["availability_zones"] == {"az-a": 6, "nova": 8}
+    assert first["total"] == 14
+    assert [(h["host"], h["fits"]) for h in first["hosts"]] == [("b1", 8), ("a1", 4), ("a2", 2)]
+    assert second["total"] == 2 and second["availability_zones"] == {"nova": 2}
+    one_zone = client.post(f"{PREFIX}/capacity", {**body, "availability_zone": "az-a"}).json()
+    assert one_zone["flavors"][0]["total"] == 6 and "hosts" not in one_zone["flavors"][0]
+    assert one_zone["flavors"][1]["total"] == 0 and one_zone["flavors"][1]["reason"]
+    for bad in ({}, {"flavors": []}, {"flavors": [{"name": "x"}]}, {"flavors": [small], "x": 1}):
+        resp = client.post(f"{PREFIX}/capacity", bad)
+        assert resp.status_code == 400, bad
+    assert client.post(f"{PREFIX}/capacity", body, headers={"x-roles": "reader"}).status_code == 403

@@ -173,14 +173,15 @@ _PLACEMENT_RULES: list[tuple[str, str, str, str]] = [
 _SCHEDULER_RULES: list[tuple[str, str, str]] = [
     ("scheduler:select_destinations", "POST", "/select_destinations"),
     ("scheduler:explain", "POST", "/explain"),
-    ("scheduler:hosts:list", "GET", "/hosts"),
-    ("scheduler:hosts:update", "PUT", "/hosts/{name}"),
-    ("scheduler:hosts:delete", "DELETE", "/hosts/{name}"),
+    ("scheduler:capacity", "POST", "/capacity"),
+    ("scheduler:hosts:list", "GET", "/hosts[/{host}]"),
+    ("scheduler:hosts:update", "PUT", "/hosts/{host}"),
+    ("scheduler:hosts:delete", "DELETE", "/hosts/{host}"),
     ("scheduler:aggregates:update", "PUT", "/aggregates/{uuid}"),
     ("scheduler:aggregates:delete", "DELETE", "/aggregates/{uuid}"),
-    ("scheduler:instances:update", "PUT", "/instances/{host}"),
-    ("scheduler:instances:delete", "DELETE", "/instances/{host}"),
-    ("scheduler:instances:sync", "POST", "/instances/{host}/sync"),
+    ("scheduler:instances:update", "PUT", "/hosts/{host}/instances"),
+    ("scheduler:instances:delete", "DELETE", "/hosts/{host}/instances/{uuid}"),
+    ("scheduler:instances:sync", "POST", "/hosts/{host}/instances/sync"),
     ("scheduler:reset", "POST", "/reset"),
 ]
 

@@ -24,6 +24,8 @@ from starlette.types import Receive, Scope, Send
 
 from allotment import errors, jsonparse
 from allotment.context import RequestContext
+from allotment.scheduler.capacity import CapacityRequest
+from allotment.scheduler.capacity import capacity as capacity_of
 from allotment.scheduler.host_manager import HostManager
 from allotment.scheduler.manager import MAX_INSTANCES, SchedulerManager
 from allotment.scheduler.records import AggregateBody, HostRecord, HostReport, InstanceInfo, parse
@@ -54,6 +56,7 @@ def _body_object(body: Any, what: str) -> dict[str, Any]:
 
 
 def put_host(api: SchedulerAPI, ctx: RequestContext, params: dict[str, str], body: Any) -> Response:
+    """A compute node's state (the host report); also its heartbeat."""
     report = parse(HostReport, body, "host report")
     return _json(_record(api.host_manager.report_host(ctx, params["host"], report)))
 
@@ -61,12 +64,39 @@ def put_host(api: SchedulerAPI, ctx: RequestContext, params: dict[str, str], bod
 def list_hosts(
     api: SchedulerAPI, ctx: RequestContext, params: dict[str, str], body: Any
 ) -> Response:
+    """Every compute node the scheduler knows: up or down, disabled, aggregates, instances."""
     return _json({"hosts": [status.to_dict() for status in api.host_manager.list_hosts(ctx)]})
+
+
+def show_host(
+    api: SchedulerAPI, ctx: RequestContext, params: dict[str, str], body: Any
+) -> Response:
+    """One host: each of its nodes with its status and last report, and its instances."""
+    nodes, instances = api.host_manager.show_host(ctx, params["host"])
+    return _json(
+        {
+            "host": params["host"],
+            "nodes": [
+                {**status.to_dict(), "report": record.report.model_dump(mode="json")}
+                for status, record in nodes
+            ],
+            "instance_uuids": instances,
+        }
+    )
+
+
+def delete_host(
+    api: SchedulerAPI, ctx: RequestContext, params: dict[str, str], body: Any
+) -> Response:
+    """Forget a host taken out of service: its nodes, heartbeats and instance records."""
+    api.host_manager.delete_host(ctx, params["host"])
+    return Response(status_code=204)
 
 
 def put_aggregate(
     api: SchedulerAPI, ctx: RequestContext, params: dict[str, str], body: Any
 ) -> Response:
+    """Create or replace a host aggregate (Nova's update_aggregates), mirrored in placement."""
     aggregate = api.host_manager.update_aggregate(
         ctx, params["uuid"], parse(AggregateBody, body, "aggregate")
     )
@@ -83,6 +113,7 @@ def put_aggregate(
 def delete_aggregate(
     api: SchedulerAPI, ctx: RequestContext, params: dict[str, str], body: Any
 ) -> Response:
+    """Delete a host aggregate (Nova's delete_aggregate)."""
     api.host_manager.delete_aggregate(ctx, params["uuid"])
     return Response(status_code=204)
 
@@ -90,6 +121,7 @@ def delete_aggregate(
 def put_instances(
     api: SchedulerAPI, ctx: RequestContext, params: dict[str, str], body: Any
 ) -> Response:
+    """These instances are on the host, added or updated (Nova's update_instance_info)."""
     items = _body_object(body, "instances").get("instances")
     if not isinstance(items, list):
         raise errors.InvalidInput('The body must be {"instances": [{"uuid": ...}, ...]}.')
@@ -101,6 +133,7 @@ def put_instances(
 def delete_instance(
     api: SchedulerAPI, ctx: RequestContext, params: dict[str, str], body: Any
 ) -> Response:
+    """The instance is gone from the host (Nova's delete_instance_info)."""
     api.host_manager.delete_instance_info(ctx, params["host"], params["uuid"])
     return Response(status_code=204)
 
@@ -108,6 +141,7 @@ def delete_instance(
 def sync_instances(
     api: SchedulerAPI, ctx: RequestContext, params: dict[str, str], body: Any
 ) -> Response:
+    """The host's complete instance list; the cache is made to match (sync_instance_info)."""
     uuids = _body_object(body, "sync").get("instance_uuids")
     if not isinstance(uuids, list) or not all(isinstance(u, str) for u in uuids):
         raise errors.InvalidInput('The body must be {"instance_uuids": ["<uuid>", ...]}.')
@@ -119,6 +153,7 @@ def sync_instances(
 
 
 def reset(api: SchedulerAPI, ctx: RequestContext, params: dict[str, str], body: Any) -> Response:
+    """Rebuild the host cache from the database (admin only; SIGHUP does the same)."""
     if not ctx.is_admin:
         raise errors.Forbidden("Resetting the host cache needs the admin role.")
     snapshot = api.host_manager.reset(ctx)
@@ -154,6 +189,7 @@ def _decision_body(
 def select_destinations(
     api: SchedulerAPI, ctx: RequestContext, params: dict[str, str], body: Any
 ) -> Response:
+    """Place 1 to 1,000 instances, all or nothing, claiming each in placement."""
     api.manager.authorize(ctx, "scheduler:select_destinations")  # before looking at the body
     uuids, spec, options = _decision_body(body)
     selections = api.manager.select_destinations(
@@ -163,6 +199,7 @@ def select_destinations(
 
 
 def explain(api: SchedulerAPI, ctx: RequestContext, params: dict[str, str], body: Any) -> Response:
+    """The decision select_destinations would make now, claiming nothing: funnel and ranking."""
     api.manager.authorize(ctx, "scheduler:explain")
     uuids, spec, options = _decision_body(body, ("hosts",))
     hosts = options.get("hosts", 50)
@@ -171,22 +208,40 @@ def explain(api: SchedulerAPI, ctx: RequestContext, params: dict[str, str], body
     return _json(api.manager.explain(ctx, spec, uuids, hosts=hosts))
 
 
+def capacity(api: SchedulerAPI, ctx: RequestContext, params: dict[str, str], body: Any) -> Response:
+    """How many more instances of each flavor fit now, per availability zone and in total."""
+    api.manager.authorize(ctx, "scheduler:capacity")
+    request = parse(CapacityRequest, body, "capacity request")
+    found = capacity_of(
+        api.manager,
+        ctx,
+        request.flavors,
+        availability_zone=request.availability_zone,
+        project_id=request.project_id,
+        image=request.image,
+    )
+    return _json({"flavors": [f.to_dict(request.hosts) for f in found]})
+
+
 ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/select_destinations", select_destinations),
     ("POST", "/explain", explain),
     ("GET", "/hosts", list_hosts),
+    ("GET", "/hosts/{host}", show_host),
     ("PUT", "/hosts/{host}", put_host),
+    ("DELETE", "/hosts/{host}", delete_host),
     ("PUT", "/hosts/{host}/instances", put_instances),
     ("DELETE", "/hosts/{host}/instances/{uuid}", delete_instance),
     ("POST", "/hosts/{host}/instances/sync", sync_instances),
     ("PUT", "/aggregates/{uuid}", put_aggregate),
     ("DELETE", "/aggregates/{uuid}", delete_aggregate),
+    ("POST", "/capacity", capacity),
     ("POST", "/reset", reset),
 ]
 
 
 # Handlers that wait on placement: run in a worker thread.
-_THREADED = frozenset({select_destinations, explain})
+_THREADED = frozenset({select_destinations, explain, capacity})
 
 
 class SchedulerAPI:

@@ -248,6 +248,20 @@ class HostManager:
             for row in range(len(snap))
         ]
 
+    def show_host(
+        self, ctx: RequestContext, host: str
+    ) -> tuple[list[tuple[HostStatus, HostRecord]], list[str]]:
+        """``GET /hosts/{host}``: each node of ``host`` with its status and last report,
+        and the uuids of the instances recorded on it; NotFound when it never reported."""
+        found = [s for s in self.list_hosts(ctx) if s.host == host]
+        if not found:
+            raise errors.NotFound(f"No host named {host!r} has reported to the scheduler.")
+        with self._lock:
+            records = dict(self._records.hosts)
+            instances = sorted(self._records.instances.get(host, {}))
+        nodes = [(s, records[s.compute_node_uuid]) for s in found if s.compute_node_uuid in records]
+        return nodes, instances
+
     # -- writing ------------------------------------------------------------------------
 
     def _apply(
@@ -328,6 +342,46 @@ class HostManager:
                     f" ({report.disabled_reason})" if report.disabled_reason else "",
                 )
             return record
+
+    def delete_host(self, ctx: RequestContext, host: str) -> list[str]:
+        """``DELETE /hosts/{host}``: forget the host (every node it reported, their
+        heartbeats, the instances recorded on it), as ``nova-manage`` / ``openstack compute
+        service delete`` does for a host taken out of service. Aggregates keep naming it
+        (Nova's hold host names too); placement's providers are placement's business.
+        Returns the node uuids forgotten; NotFound when the host never reported."""
+        policy.authorize(ctx, "scheduler:hosts:delete")
+        with log.request_context(ctx), self._write_lock:
+            nodes = sorted(u for u, r in self._records.hosts.items() if r.host == host)
+            held = sorted(self._records.instances.get(host, {}))
+            if not nodes and not held:
+                raise errors.NotFound(f"No host named {host!r} has reported to the scheduler.")
+
+            def write(conn: Connection) -> list[int]:
+                store.delete_hosts(conn, nodes)
+                store.delete_instances(conn, held)
+                return [
+                    store.record_change(conn, store.SCOPE_HOSTS, nodes),
+                    store.record_change(conn, store.SCOPE_INSTANCES, [host]),
+                ]
+
+            seqs = self.db.transaction(write)
+
+            def forget(records: _Records) -> None:
+                for uuid in nodes:
+                    del records.hosts[uuid]
+                    self._unflushed.pop(uuid, None)
+                records.instances.pop(host, None)
+
+            self._apply(forget, instances=[host], rebuild=True, seq=seqs[0])
+            with self._lock:
+                self._own.update(s for s in seqs if s > self._seq)
+            LOG.info(
+                "host %s deleted from the host cache (%d node(s), %d instance(s))",
+                host,
+                len(nodes),
+                len(held),
+            )
+            return nodes
 
     def update_aggregate(self, ctx: RequestContext, uuid: str, body: AggregateBody) -> Aggregate:
         """``PUT /aggregates/{uuid}`` (Nova's update_aggregates); placement membership of
