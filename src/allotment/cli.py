@@ -1,5 +1,6 @@
 """The ``allotment`` command: ``serve``, ``db upgrade``, ``token create|list|revoke``,
-``config show``, ``sim run|compare``."""
+``config show``, ``sim run|compare``; the operator commands (``hosts``, ``explain``,
+``capacity``, ``audit``, ``agent``) live in ``allotment.commands``."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Any
 import sqlalchemy
 
 from allotment import __version__, log
+from allotment.commands import main as commands
 from allotment.config import Settings, load_settings, to_toml
 from allotment.errors import ConfigError
 
@@ -95,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     from allotment.sim.cli import add_parser as add_sim
 
     add_sim(sub)
+    commands.register(sub)
     return parser
 
 
@@ -292,6 +295,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(settings)
         if args.command == "db":
             return _db_upgrade(settings)
+        if args.command in commands.COMMANDS:
+            return commands.run(args, settings)
         if args.command == "config":
             print(to_toml(settings, redact=log.redact), end="")
             return 0
