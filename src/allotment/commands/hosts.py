@@ -26,7 +26,7 @@ def register(sub: Any, connection: Any) -> None:
 
 
 def run(args: argparse.Namespace, api: Api) -> int:
-    if args.host_names_command == "list":
+    if args.hosts_command == "list":
         hosts = api.scheduler("GET", "/hosts")["hosts"]
         if args.down:
             hosts = [h for h in hosts if not h["up"]]
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace, api: Api) -> int:
         columns = ["host", "node", "uuid", "state", "status", "last heartbeat", "instances"]
         render.console().print(render.table(f"{len(rows)} host(s)", [*columns, "aggregates"], rows))
         return 0
-    if args.host_names_command == "show":
+    if args.hosts_command == "show":
         found = api.scheduler("GET", f"/hosts/{args.host_name}")
         if args.format == "json":
             render.emit_json(found)
@@ -67,11 +67,11 @@ def run(args: argparse.Namespace, api: Api) -> int:
             )
         out.print(f"instances: {len(found['instance_uuids'])}")
         return 0
-    if args.host_names_command == "delete":
+    if args.hosts_command == "delete":
         api.scheduler("DELETE", f"/hosts/{args.host_name}", ok=(204,))
         if args.format == "json":
             render.emit_json({"deleted": args.host_name})
         else:
             print(f"host {args.host_name} deleted from the scheduler")
         return 0
-    raise CommandError(f"unknown hosts command {args.host_names_command}")
+    raise CommandError(f"unknown hosts command {args.hosts_command}")
