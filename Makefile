@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-upstream lint typecheck unit functional integration bench conformance clean chromium
+.PHONY: run test test-upstream lint typecheck unit functional integration bench conformance docs clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,8 +51,15 @@ functional: $(STAMP)
 integration: $(STAMP)
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
+# Needs the shared tools next to the repository (../shared); without them it says so.
 conformance: $(STAMP)
-	../shared/tools/conformance.sh $(ARGS)
+	@if [ -x ../shared/tools/conformance.sh ]; then ../shared/tools/conformance.sh $(ARGS); \
+	else echo "conformance skipped: ../shared/tools/conformance.sh is not there"; fi
+
+# The reference pages generated from the code (tests/unit/test_docs.py checks them).
+docs: $(STAMP)
+	$(BIN)/python -m allotment.docs config > docs/configuration.md
+	$(BIN)/python -m allotment.docs scheduler-api > docs/scheduler-api.md
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

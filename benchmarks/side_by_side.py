@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     tools = Path(args.tools)
+    if not (tools / "placement_bench.py").exists():
+        parser.error(f"{tools} has no placement_bench.py: point --tools at the shared tools")
     runs = []
     for n in args.providers:
         args.n = n

@@ -33,8 +33,11 @@ class Section(BaseModel):
 
 
 class ServerConfig(Section):
+    # Address to listen on (`--host`).
     host: str = "127.0.0.1"
+    # Port to listen on (`--port`).
     port: int = Field(8778, ge=1, le=65535)
+    # Worker processes sharing the port (`--workers`); each keeps its own index and host cache.
     workers: int = Field(1, ge=1, le=64)
     # The older spelling of [auth] strategy; when given, it wins (existing configurations).
     auth: Literal["token", "noauth", "keystone"] | None = None
@@ -52,13 +55,16 @@ class AuthConfig(Section):
     ``keystone``: Keystone tokens validated by keystonemiddleware's ``auth_token`` with the
     ``[keystone_authtoken]`` options. ``noauth``: upstream Placement's noauth2, development only."""
 
+    # `token`, `keystone` or `noauth` (`--auth`).
     strategy: Literal["token", "noauth", "keystone"] = "token"
 
 
 class OsloPolicyConfig(Section):
     """oslo.policy's ``[oslo_policy]`` options, same names, same defaults as upstream."""
 
+    # Refuse a token whose scope (system or project) the rule does not allow.
     enforce_scope: bool = True
+    # Only the new (secure RBAC) defaults; false also accepts the deprecated `role:admin` ones.
     enforce_new_defaults: bool = True
     # YAML or JSON, upstream's rule syntax; overrides rules by name. Read at start-up.
     policy_file: Path | None = None
@@ -67,11 +73,13 @@ class OsloPolicyConfig(Section):
 class DatabaseConfig(Section):
     # Empty means an SQLite file in the state directory.
     url: str = ""
+    # Connections kept open per process (PostgreSQL, MariaDB).
     pool_size: int = Field(10, ge=1)
     # Server-side retries of a write transaction that lost a race (deadlock, generation).
     write_retries: int = Field(10, ge=0, le=100)
     # SQLite only: FULL makes every committed write survive a power cut; NORMAL is faster.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    # Log every SQL statement (debugging only).
     echo: bool = False
 
     @field_validator("url")
@@ -102,6 +110,7 @@ class PlacementConfig(Section):
     index_poll_interval: float = Field(1.0, gt=0, le=60)
     # Keep change-log rows this long; a process further behind rebuilds its index.
     change_log_retention_s: float = Field(3600.0, gt=0)
+    # Shuffle allocation candidates before `limit` cuts them (upstream's option of the same name).
     randomize_allocation_candidates: bool = False
     # "distinct": candidates that differ only by which of several interchangeable providers
     # (identical leaves under one parent) serves which of several identical request groups
@@ -116,40 +125,67 @@ class PlacementClientConfig(Section):
     session configured with Nova's ``[placement]`` option names (``auth_type`` password,
     v3applicationcredential, admin_token, ...; the service catalog or ``endpoint_override``)."""
 
+    # A remote Placement's URL (ours or OpenStack's); empty: the embedded one, or the service
+    # catalog with `auth_type`.
     url: str = ""
     # Sent as X-Auth-Token (a keystone token, or noauth2's "admin"); prefer token_file or
     # ALLOTMENT_PLACEMENT_CLIENT__TOKEN to a command-line flag other users can read.
     # With auth_type = "admin_token": that plugin's token (and ``endpoint`` its URL).
     token: str | None = None
+    # A file whose first line is the token (instead of `token`).
     token_file: Path | None = None
     # Nova's [placement] keystoneauth options.
     auth_type: str | None = None
+    # keystoneauth1 (Nova's [placement]): the Keystone URL.
     auth_url: str | None = None
+    # keystoneauth1: user name (`password` auth).
     username: str | None = None
+    # keystoneauth1: user id, instead of `username`.
     user_id: str | None = None
+    # keystoneauth1: the user's password.
     password: str | None = None
+    # keystoneauth1: project to scope the token to.
     project_name: str | None = None
+    # keystoneauth1: project id, instead of `project_name`.
     project_id: str | None = None
+    # keystoneauth1: the user's domain.
     user_domain_name: str | None = None
+    # keystoneauth1: the user's domain id.
     user_domain_id: str | None = None
+    # keystoneauth1: the project's domain.
     project_domain_name: str | None = None
+    # keystoneauth1: the project's domain id.
     project_domain_id: str | None = None
+    # keystoneauth1: `all` for a system-scoped token.
     system_scope: str | None = None
+    # keystoneauth1 (`v3applicationcredential`): the credential's id.
     application_credential_id: str | None = None
+    # keystoneauth1: the credential's name (with the user).
     application_credential_name: str | None = None
+    # keystoneauth1: the credential's secret.
     application_credential_secret: str | None = None
+    # With `auth_type = "admin_token"`: the Placement URL that token is for.
     endpoint: str | None = None
+    # Service type looked up in the catalog.
     service_type: str = "placement"
+    # Service name looked up in the catalog, when several share the type.
     service_name: str | None = None
+    # Catalog interfaces to use, in order of preference.
     valid_interfaces: list[str] = Field(default_factory=lambda: ["internal", "public"])
+    # Catalog region.
     region_name: str | None = None
+    # Use this URL instead of the catalog's (the token still comes from Keystone).
     endpoint_override: str | None = None
+    # CA bundle to verify the server's certificate.
     cafile: Path | None = None
+    # Do not verify the server's certificate (testing only).
     insecure: bool = False
+    # Seconds to wait for each request to placement.
     timeout: float = Field(10.0, gt=0)
     # Retries of requests that cannot have taken effect (connection refused, 502/503/504
     # to reads), with exponential backoff from ``backoff`` seconds.
     retries: int = Field(3, ge=0, le=20)
+    # Seconds before the first retry; doubled each time, with jitter.
     backoff: float = Field(0.2, ge=0)
 
     @field_validator("url")
@@ -172,8 +208,12 @@ class PlacementClientConfig(Section):
 
 
 class CorsConfig(Section):
+    # Origins allowed to call the APIs from a browser (oslo.middleware's [cors] option); empty: CORS
+    # off.
     allowed_origin: list[str] = Field(default_factory=list)
+    # Request headers a browser may send, beyond the standard ones.
     allow_headers: list[str] = Field(default_factory=list)
+    # Response headers a browser may read, beyond the standard ones.
     expose_headers: list[str] = Field(default_factory=list)
 
 
@@ -226,15 +266,24 @@ def parse_weight_setting(values: list[str]) -> list[tuple[str, float]]:
 class SchedulerConfig(Section):
     """Nova's ``[scheduler]`` options, plus the ``[DEFAULT]`` ones the scheduler reads."""
 
+    # Tries per instance: the chosen host plus `max_attempts - 1` alternates.
     max_attempts: int = Field(3, ge=1)
+    # Allocation candidates asked of placement per request (`limit`).
     max_placement_results: int = Field(1000, ge=1)
     # Not in Nova 34 (it always maps the AZ): false moves the AZ check after placement,
     # into the host filters, instead of passing the AZ's aggregates to placement.
     query_placement_for_availability_zone: bool = True
+    # Tenants with a `filter_tenant_id` aggregate may only use its hosts (request filter
+    # require_tenant_aggregate).
     limit_tenants_to_placement_aggregate: bool = False
+    # With the above: a tenant in no such aggregate gets no host.
     placement_aggregate_required_for_tenants: bool = False
+    # Ask placement for hosts supporting the image's disk format (`COMPUTE_IMAGE_TYPE_*`).
     query_placement_for_image_type_support: bool = False
+    # Keep instances out of aggregates whose `trait:*=required` metadata the flavor and image do not
+    # ask for.
     enable_isolated_aggregate_filtering: bool = False
+    # Turn image properties (`hw_*` and the like) into required traits before placement.
     image_metadata_prefilter: bool = False
     # Entry points of group ``allotment.request_filters`` run before placement, in order.
     request_filters: list[str] = Field(default_factory=lambda: list(DEFAULT_REQUEST_FILTERS))
@@ -258,34 +307,61 @@ class SchedulerConfig(Section):
 class FilterSchedulerConfig(Section):
     """Nova's ``[filter_scheduler]`` options, same names, same defaults."""
 
+    # Host filters run after placement, in order (entry points of `allotment.filters`, Nova's
+    # names).
     enabled_filters: list[str] = Field(default_factory=lambda: list(DEFAULT_ENABLED_FILTERS))
     # "all" means every built-in weigher; plugin weighers are named explicitly.
     weight_classes: list[str] = Field(default_factory=lambda: ["all"])
+    # Pick at random among this many best-weighed hosts.
     host_subset_size: int = Field(1, ge=1)
     # Nova reads [scheduler] max_attempts; accepted here too because operators write it so.
     max_attempts: int | None = Field(None, ge=1)
+    # Shuffle the hosts that tie for the best weight.
     shuffle_best_same_weighed_hosts: bool = False
+    # IoOpsFilter: hosts with more concurrent I/O operations are skipped.
     max_io_ops_per_host: int = Field(8, ge=0)
+    # NumInstancesFilter: hosts with more instances are skipped.
     max_instances_per_host: int = Field(50, ge=1)
+    # Keep the instance lists hosts send (affinity filters and weighers need them).
     track_instance_changes: bool = True
+    # RAMWeigher: positive spreads by free RAM, negative stacks.
     ram_weight_multiplier: float = 1.0
+    # CPUWeigher: positive spreads by free vCPUs, negative stacks.
     cpu_weight_multiplier: float = 1.0
+    # DiskWeigher: positive spreads by free disk, negative stacks.
     disk_weight_multiplier: float = 1.0
+    # HypervisorVersionWeigher: positive prefers newer hypervisors.
     hypervisor_version_weight_multiplier: float = 1.0
+    # NumInstancesWeigher: positive prefers hosts with more instances.
     num_instances_weight_multiplier: float = 0.0
+    # IoOpsWeigher: negative prefers lightly loaded hosts.
     io_ops_weight_multiplier: float = -1.0
+    # ImagePropertiesWeigher: positive prefers hosts running instances of similar images.
     image_props_weight_multiplier: float = 0.0
+    # ImagePropertiesWeigher: `property=weight` pairs; empty: every property counts 1.
     image_props_weight_setting: list[str] = Field(default_factory=list)
+    # PCIWeigher: keeps PCI hosts for PCI requests.
     pci_weight_multiplier: float = Field(1.0, ge=0)
+    # ServerGroupSoftAffinityWeigher.
     soft_affinity_weight_multiplier: float = Field(1.0, ge=0)
+    # ServerGroupSoftAntiAffinityWeigher.
     soft_anti_affinity_weight_multiplier: float = Field(1.0, ge=0)
+    # BuildFailureWeigher: how much recent failed builds push a host down.
     build_failure_weight_multiplier: float = 1000000.0
+    # ImagePropertiesFilter: the architecture of images that name none.
     image_properties_default_architecture: str | None = None
+    # IsolatedHostsFilter: images that may only run on `isolated_hosts`.
     isolated_images: list[str] = Field(default_factory=list)
+    # IsolatedHostsFilter: hosts reserved for `isolated_images`.
     isolated_hosts: list[str] = Field(default_factory=list)
+    # IsolatedHostsFilter: isolated hosts take no other image.
     restrict_isolated_hosts_to_isolated_images: bool = True
+    # AggregateImagePropertiesIsolation: only metadata keys in this namespace count.
     aggregate_image_properties_isolation_namespace: str | None = None
+    # AggregateImagePropertiesIsolation: the namespace separator.
     aggregate_image_properties_isolation_separator: str = "."
+    # PCI devices are placement resources (`[pci] alias` resource_class and traits), as Nova's
+    # option of the same name.
     pci_in_placement: bool = False
 
     @field_validator("image_props_weight_setting")
@@ -297,9 +373,14 @@ class FilterSchedulerConfig(Section):
 class MetricsConfig(Section):
     """Nova's ``[metrics]`` options (MetricsFilter, MetricsWeigher)."""
 
+    # MetricsWeigher: multiplier of the weighed metrics.
     weight_multiplier: float = 1.0
+    # MetricsWeigher: `metric=ratio` pairs, e.g. `cpu.percent=-1.0`.
     weight_setting: list[str] = Field(default_factory=list)
+    # MetricsFilter/Weigher: a host missing a weighed metric is filtered out (else weighed
+    # `weight_of_unavailable`).
     required: bool = True
+    # MetricsWeigher: weight of a host missing a metric when `required` is false.
     weight_of_unavailable: float = -10000.0
 
     @field_validator("weight_setting")
@@ -322,6 +403,8 @@ class PciAlias(Section):
 
 
 class PciConfig(Section):
+    # Nova's `[pci] alias` entries (name, vendor_id, product_id, device_type, numa_policy,
+    # resource_class, traits), as TOML tables.
     alias: list[PciAlias] = Field(default_factory=list)
 
     @field_validator("alias")
@@ -342,6 +425,7 @@ class NovaConfig(Section):
     RPC server.
     """
 
+    # nova.conf whose transport_url the RPC server listens on (`--nova-config`).
     config_file: Path | None = None
     # The cell every Selection names until host state comes from Nova's databases (then
     # each host's cell mapping does): a single-cell deployment's cell1 uuid
@@ -382,7 +466,9 @@ class LimitsConfig(Section):
 
 
 class LoggingConfig(Section):
+    # DEBUG, INFO, WARNING or ERROR.
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Log every HTTP request (uvicorn's access log).
     access_log: bool = False
 
     @field_validator("level", mode="before")

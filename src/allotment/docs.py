@@ -51,7 +51,7 @@ def _type_name(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin is typing.Literal:
-        return " \\| ".join(f'`"{a}"`' if isinstance(a, str) else f"`{a}`" for a in args)
+        return " | ".join(f'`"{a}"`' if isinstance(a, str) else f"`{a}`" for a in args)
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in args)
     if origin is typing.Annotated:
@@ -66,6 +66,17 @@ def _type_name(annotation: Any) -> str:
             annotation.__name__, annotation.__name__
         )
     return str(annotation).replace("typing.", "")
+
+
+def _bounds(metadata: list[Any]) -> str:
+    """Pydantic's ge/gt/le/lt constraints, as ``>= 1``, ``<= 60``."""
+    found = []
+    for item in metadata:
+        for attr, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            value = getattr(item, attr, None)
+            if value is not None:
+                found.append(f"{sign} {value}")
+    return f" ({', '.join(found)})" if found else ""
 
 
 def _default(value: Any) -> str:
@@ -113,7 +124,8 @@ def configuration() -> str:
             for option, spec in section.model_fields.items():
                 default = spec.get_default(call_default_factory=True)
                 out.append(
-                    f"| `{option}` | {_cell(_type_name(spec.annotation))} | {_default(default)} "
+                    f"| `{option}` | {_cell(_type_name(spec.annotation) + _bounds(spec.metadata))} "
+                    f"| {_default(default)} "
                     f"| {_cell(comments.get(option, ''))} |"
                 )
         else:
@@ -162,7 +174,7 @@ def _json_type(prop: dict[str, Any]) -> str:
     if kind == "array" and "items" in prop:
         return f"array of {_json_type(prop['items'])}"
     if "enum" in prop:
-        return " \\| ".join(f"`{v}`" for v in prop["enum"])
+        return " | ".join(f"`{v}`" for v in prop["enum"])
     return str(kind)
 
 
@@ -200,7 +212,13 @@ def scheduler_api_reference(prefix: str = "/scheduler/v1") -> str:
             rows = _schema_rows(schema, components)
             name = schema["$ref"].rsplit("/", 1)[-1] if "$ref" in schema else None
             sections += [f"Body{f' ({name})' if name else ''}:", "", *rows, ""]
-    return "\n".join([*out, "", *sections]).rstrip() + "\n"
+    intro = "The members of each body named above (JSON Schema in `/openapi.json`)."
+    models = ["# Bodies", "", intro, ""]
+    for name in sorted(components):
+        rows = _schema_rows(components[name], components)
+        if name != "Error" and rows:
+            models += [f"## {name}", "", *rows, ""]
+    return "\n".join([*out, "", *sections, *models]).rstrip() + "\n"
 
 
 PAGES = {"config": configuration, "scheduler-api": scheduler_api_reference}

@@ -44,7 +44,8 @@ def real_placement_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
         yield given.rstrip("/")
         return
     if not SCRIPT.exists():
-        _unavailable(f"{SCRIPT} not found: the real Placement cannot be started")
+        # A tool beside the repository, not a service: without it, skip even under CI.
+        pytest.skip(f"{SCRIPT} not found (../shared is not beside the repository)")
     ready = (VENV / "bin" / "gunicorn").exists() and (VENV / "bin" / "placement-manage").exists()
     if not ready and os.environ.get("ALLOTMENT_REAL_PLACEMENT") != "install":
         _unavailable(
