@@ -61,6 +61,8 @@ def run(args: argparse.Namespace, api: Api, settings: Settings) -> int:
     out.print(render.table("instances that still fit", ["flavor", *zones, "total", "note"], rows))
     if args.hosts:
         for f in found:
+            if not f["hosts"]:
+                continue
             out.print(
                 render.table(
                     f"{f['flavor']}: per host",

@@ -15,6 +15,7 @@ from allotment.commands import render
 from allotment.commands.api import Api, CommandError
 from allotment.config import parse_flavor
 
+_STAGE_COLUMNS = ("stage", "kind", "before", "after")
 GROUP_POLICIES = ("affinity", "anti-affinity", "soft-affinity", "soft-anti-affinity")
 
 
@@ -99,13 +100,27 @@ def show(answer: dict[str, Any]) -> None:
     )
     stages = explanation.get("stages", [])
     rows = []
+    nested: list[Any] = []
     for stage in stages:
-        extra = {k: v for k, v in stage.items() if k not in ("stage", "kind", "before", "after")}
+        extra = {k: v for k, v in stage.items() if k not in _STAGE_COLUMNS}
+        extra.update(extra.pop("detail", None) or {})
+        for key, value in list(extra.items()):
+            if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+                # A list of records (placement's per-constraint counts, say): its own table.
+                columns = list(dict.fromkeys(k for v in value for k in v))
+                title = f"{stage.get('stage')}: {key}"
+                nested.append(
+                    render.table(title, columns, [[v.get(c) for c in columns] for v in value])
+                )
+                del extra[key]
+            elif value in (None, {}, []):
+                del extra[key]
         rows.append(
             (stage.get("stage"), stage.get("kind"), stage.get("before"), stage.get("after"), extra)
         )
     parts: list[Any] = [
-        render.table("funnel", ["stage", "kind", "before", "after", "detail"], rows)
+        render.table("funnel", ["stage", "kind", "before", "after", "detail"], rows),
+        *nested,
     ]
     misses = explanation.get("closest_misses") or []
     if misses:
