@@ -140,6 +140,8 @@ def test_capacity_per_zone_remote_and_from_the_database(
     local = cli("capacity", *flavors, "--database-url", f"sqlite:///{database}", "--format", "json")
     assert local.returncode == 0, local.stderr
     assert json.loads(local.stdout) == [small, avx]
+    listed = cli("hosts", "list", "--database-url", f"sqlite:///{database}", "--format", "json")
+    assert sorted(h["host"] for h in json.loads(listed.stdout)) == ["a1", "a2", "b1"]
     none = remote(server, "capacity")
     assert none.returncode == 1 and "[capacity] flavors" in none.stderr
 
