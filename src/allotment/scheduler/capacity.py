@@ -23,7 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from allotment import errors
 from allotment.auth import policy
 from allotment.context import RequestContext
-from allotment.scheduler.manager import Ledger, SchedulerManager
+from allotment.scheduler.decision import Ledger
+from allotment.scheduler.manager import SchedulerManager
 from allotment.scheduler.placement import Offer, PlacementRejected
 from allotment.scheduler.request import Flavor, Image, RequestSpec
 
