@@ -301,6 +301,7 @@ class SchedulerConfig(Section):
     # decided together next, their candidate queries asked once and their claims written
     # in one transaction (at most max_batch calls per batch; a lone call never waits).
     coalesce: bool = True
+    # With coalesce: the most select_destinations calls decided in one batch.
     max_batch: int = Field(64, ge=1, le=1000)
 
 
