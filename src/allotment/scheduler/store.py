@@ -222,6 +222,12 @@ def save_host(conn: Connection, record: HostRecord, now: datetime) -> list[str]:
     return replaced
 
 
+def delete_hosts(conn: Connection, uuids: Collection[str]) -> None:
+    """Forget these nodes (their compute node is gone from Nova's database)."""
+    if uuids:
+        conn.execute(hosts.delete().where(hosts.c.uuid.in_(sorted(uuids))))
+
+
 def save_heartbeats(conn: Connection, beats: Mapping[str, float]) -> None:
     """One statement for every node that reported; a heartbeat never goes back in time
     (another process may have recorded a fresher one)."""
