@@ -62,9 +62,7 @@ def schema(request):
     for index, (name, url) in enumerate(request["cells"].items()):
         # Each cell has its own message bus; only its URL is stored (nothing connects).
         transport = request["transport_url"] + ("" if index == 0 else f"-{name}")
-        answer = commands.create_cell(
-            name=name, database_connection=url, transport_url=transport
-        )
+        answer = commands.create_cell(name=name, database_connection=url, transport_url=transport)
         if answer not in (None, 0):
             raise RuntimeError(f"nova-manage cell_v2 create_cell {name} answered {answer}")
     if manage.DbCommands().sync() not in (None, 0):
@@ -200,11 +198,13 @@ def instance(step):
 
     ctxt, mapping = cell_context(step["cell"])
     with context.target_cell(ctxt, mapping) as cctxt:
+        compute = objects.ComputeNode.get_by_host_and_nodename(cctxt, step["host"], step["node"])
         made = objects.Instance(
             cctxt,
             uuid=step["uuid"],
             host=step["host"],
             node=step["node"],
+            compute_id=compute.id,
             project_id=step.get("project_id", "p1"),
             user_id=step.get("user_id", "u1"),
             vm_state="active",
