@@ -272,7 +272,19 @@ def build_services(settings: Settings) -> Services:
             from allotment.scheduler.nova.rpc import NovaRpcServer
 
         # Started after the host cache, stopped before it.
-        background.append(NovaRpcServer(settings, scheduler, host_manager))
+        rpc_server = NovaRpcServer(settings, scheduler, host_manager)
+        if settings.nova.read_databases:
+            from allotment.scheduler.nova.feeder import NovaFeederTask, database_urls
+
+            if database_urls(rpc_server.conf)[0]:
+                # Its first round runs before the RPC server takes calls.
+                background.append(NovaFeederTask(settings, host_manager, rpc_server.conf))
+            else:
+                LOG.info(
+                    "nova.conf names no [api_database] connection: host state comes from "
+                    "host reports only"
+                )
+        background.append(rpc_server)
     return Services(
         settings=settings,
         db=db,

@@ -428,13 +428,21 @@ class NovaConfig(Section):
 
     # nova.conf whose transport_url the RPC server listens on (`--nova-config`).
     config_file: Path | None = None
-    # The cell every Selection names until host state comes from Nova's databases (then
-    # each host's cell mapping does): a single-cell deployment's cell1 uuid
-    # (``nova-manage cell_v2 list_cells``).
+    # The cell a Selection names when its host's cell is not known: hosts read from Nova's
+    # databases carry their own cell (cell_mappings); hosts reported over HTTP use this,
+    # e.g. a single-cell deployment's cell1 uuid (``nova-manage cell_v2 list_cells``).
     cell_uuid: str | None = None
     # The RPC server's name (Nova's [DEFAULT] host); empty: nova.conf's host, else the
     # machine's host name.
     host: str = ""
+    # Read host state from Nova's databases (nova.conf's [api_database] and every cell's
+    # database) when nova.conf names them.
+    read_databases: bool = True
+    # Seconds between two reads of Nova's databases (compute nodes, services, instances,
+    # aggregates). Nova's scheduler reads them for every request; computes write their
+    # service heartbeat every report_interval (10 s): a service disabled or forced down
+    # in Nova stops receiving instances within this interval.
+    resync_interval: float = Field(10.0, gt=0)
 
     @field_validator("cell_uuid")
     @classmethod

@@ -62,7 +62,15 @@ __all__ = [
 T = TypeVar("T")
 
 # The static snapshot columns a plugin may read per position (``HostView.column``).
-Column = Literal["heartbeat", "disabled", "ipv4", "pci_free", "failed_builds", "hypervisor_version"]
+Column = Literal[
+    "heartbeat",
+    "disabled",
+    "forced_down",
+    "ipv4",
+    "pci_free",
+    "failed_builds",
+    "hypervisor_version",
+]
 
 
 # -- plugin options ----------------------------------------------------------------------

@@ -228,6 +228,19 @@ class HostManager:
         self._changed_instances.clear()
         self._rebuild = self._dirty = False
 
+    def records(
+        self,
+    ) -> tuple[dict[str, HostRecord], dict[str, Aggregate], dict[str, dict[str, InstanceInfo]]]:
+        """Copies of the current records (nodes by uuid, aggregates by uuid, instances by
+        host), for a feeder that writes only what differs."""
+        with self._lock:
+            records = self._records
+            return (
+                dict(records.hosts),
+                dict(records.aggregates),
+                {host: dict(held) for host, held in records.instances.items()},
+            )
+
     def list_hosts(self, ctx: RequestContext) -> list[HostStatus]:
         policy.authorize(ctx, "scheduler:hosts:list")
         snap = self.snapshot()
@@ -285,14 +298,22 @@ class HostManager:
             self._rebuild |= rebuild
             self._dirty = True
 
-    def report_host(self, ctx: RequestContext, host: str, report: HostReport) -> HostRecord:
-        """``PUT /hosts/{host}``: a compute node's state; also its heartbeat."""
+    def report_host(
+        self,
+        ctx: RequestContext,
+        host: str,
+        report: HostReport,
+        *,
+        heartbeat: float | None = None,
+    ) -> HostRecord:
+        """``PUT /hosts/{host}``: a compute node's state; also its heartbeat (now, or
+        ``heartbeat``: when its service last reported, as Nova's database says)."""
         policy.authorize(ctx, "scheduler:hosts:update")
         if not host or len(host) > 255:
             raise errors.InvalidInput("The host name must be 1 to 255 characters long.")
         nodename = report.nodename or host
         with log.request_context(ctx), self._write_lock:
-            now = self.clock()
+            now = self.clock() if heartbeat is None else heartbeat
             old = self._records.hosts.get(report.compute_node_uuid)
             record = HostRecord(host, nodename, report, heartbeat=now, updated_at=now)
             if old is not None and _same_except_volatile(old, record):
@@ -383,6 +404,30 @@ class HostManager:
             )
             return nodes
 
+    def remove_hosts(self, ctx: RequestContext, uuids: Collection[str]) -> int:
+        """Forget these compute nodes (deleted in Nova's database); returns how many were
+        known."""
+        policy.authorize(ctx, "scheduler:hosts:update")
+        with log.request_context(ctx), self._write_lock:
+            known = sorted(set(uuids) & self._records.hosts.keys())
+            if not known:
+                return 0
+
+            def write(conn: Connection) -> int:
+                store.delete_hosts(conn, known)
+                return store.record_change(conn, store.SCOPE_HOSTS, known)
+
+            seq = self.db.transaction(write)
+
+            def forget(records: _Records) -> None:
+                for uuid in known:
+                    del records.hosts[uuid]
+                    self._unflushed.pop(uuid, None)
+
+            self._apply(forget, rebuild=True, seq=seq)
+            LOG.info("%d compute node(s) forgotten: %s", len(known), ", ".join(known[:20]))
+            return len(known)
+
     def update_aggregate(self, ctx: RequestContext, uuid: str, body: AggregateBody) -> Aggregate:
         """``PUT /aggregates/{uuid}`` (Nova's update_aggregates); placement membership of
         the hosts' compute nodes follows."""
@@ -420,12 +465,19 @@ class HostManager:
             self._mirror(ctx, uuid, frozenset(), old.hosts)
 
     def update_instance_info(
-        self, ctx: RequestContext, host: str, infos: Sequence[InstanceInfo]
+        self,
+        ctx: RequestContext,
+        host: str,
+        infos: Sequence[InstanceInfo],
+        *,
+        from_database: bool = False,
     ) -> None:
         """``PUT /hosts/{host}/instances``: these instances are on ``host`` (added or
-        updated; an instance last seen on another host has moved)."""
+        updated; an instance last seen on another host has moved). ``from_database``:
+        read from Nova's database, kept whatever ``track_instance_changes`` says (that
+        option is about the computes' casts)."""
         policy.authorize(ctx, "scheduler:instances:update")
-        if not self._tracking():
+        if not from_database and not self._tracking():
             return
         with log.request_context(ctx), self._write_lock:
 
@@ -464,12 +516,17 @@ class HostManager:
             LOG.debug("host %s: instance %s deleted", host, instance_uuid)
 
     def sync_instance_info(
-        self, ctx: RequestContext, host: str, uuids: Sequence[str]
+        self,
+        ctx: RequestContext,
+        host: str,
+        uuids: Sequence[str],
+        *,
+        from_database: bool = False,
     ) -> SyncResult:
         """``POST /hosts/{host}/instances/sync``: the complete list of instances on
         ``host``; the cache is corrected to match it."""
         policy.authorize(ctx, "scheduler:instances:sync")
-        if not self._tracking():
+        if not from_database and not self._tracking():
             return SyncResult(True, [], [])
         reported = {InstanceInfo(uuid=u).uuid for u in uuids}
         with log.request_context(ctx), self._write_lock:

@@ -105,11 +105,21 @@ class HostReport(_Model):
     ram_allocation_ratio: float = Field(1.0, gt=0)
     disabled: bool = False
     disabled_reason: str | None = None
+    # Nova's services.forced_down: down whatever its heartbeat says (an operator's fence).
+    forced_down: bool = False
+    # The Nova cell the node's records live in (Selection.cell_uuid); None: the
+    # ``[nova] cell_uuid`` setting applies.
+    cell_uuid: str | None = None
 
     @field_validator("compute_node_uuid")
     @classmethod
     def _uuid(cls, value: str) -> str:
         return _canonical_uuid(value)
+
+    @field_validator("cell_uuid")
+    @classmethod
+    def _cell_uuid(cls, value: str | None) -> str | None:
+        return None if value is None else _canonical_uuid(value)
 
     @field_validator("host_ip")
     @classmethod

@@ -82,6 +82,7 @@ def _frozen(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
 _ARRAYS: dict[str, tuple[type, Callable[[HostRecord], Any]]] = {
     "heartbeat": (np.float64, lambda r: r.heartbeat),
     "disabled": (np.bool_, lambda r: r.report.disabled),
+    "forced_down": (np.bool_, lambda r: r.report.forced_down),
     "io_ops": (np.int64, lambda r: r.report.io_ops),
     "failed_builds": (np.int64, lambda r: r.report.failed_builds),
     "hypervisor_version": (np.int64, lambda r: r.report.hypervisor_version or 0),
@@ -100,6 +101,7 @@ _DYNAMIC_FIELDS = frozenset(
         "pci_pools",
         "disabled",
         "disabled_reason",
+        "forced_down",
     }
 )
 
@@ -114,6 +116,7 @@ class HostSnapshot:
     numa: list[HostNuma | None]
     heartbeat: FloatArray
     disabled: BoolArray
+    forced_down: BoolArray
     io_ops: IntArray
     failed_builds: IntArray
     hypervisor_version: IntArray
@@ -291,8 +294,9 @@ class HostSnapshot:
         return found
 
     def up(self, now: float, service_down_time: float) -> BoolArray:
-        """Hosts heard from within ``service_down_time`` seconds (Nova's db servicegroup)."""
-        result: BoolArray = np.abs(now - self.heartbeat) <= service_down_time
+        """Hosts heard from within ``service_down_time`` seconds and not forced down
+        (Nova's db servicegroup)."""
+        result: BoolArray = (np.abs(now - self.heartbeat) <= service_down_time) & ~self.forced_down
         return result
 
     def node_rows(self, host: str | None, node: str | None) -> list[int]:

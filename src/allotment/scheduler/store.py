@@ -223,9 +223,10 @@ def save_host(conn: Connection, record: HostRecord, now: datetime) -> list[str]:
 
 
 def delete_hosts(conn: Connection, uuids: Collection[str]) -> None:
-    """Forget these nodes (their report and heartbeat)."""
+    """Forget these nodes (their report and heartbeat): a host deleted over HTTP, or a
+    compute node gone from Nova's database."""
     if uuids:
-        conn.execute(hosts.delete().where(hosts.c.uuid.in_(list(uuids))))
+        conn.execute(hosts.delete().where(hosts.c.uuid.in_(sorted(uuids))))
 
 
 def save_heartbeats(conn: Connection, beats: Mapping[str, float]) -> None:

@@ -22,15 +22,16 @@ class ComputeOptions:
 
 
 class ComputeFilter(HostFilter):
-    """Hosts that are not disabled and have reported within ``[scheduler]
-    service_down_time`` seconds."""
+    """Hosts that are not disabled, not forced down, and have reported within
+    ``[scheduler] service_down_time`` seconds."""
 
     options_type = ComputeOptions
     options: ComputeOptions
     run_filter_once_per_request = True
 
     def passes(self, view: HostView, pos: IntArray) -> Verdict:
-        up = np.abs(view.now - view.column("heartbeat", pos)) <= self.options.service_down_time
+        fresh = np.abs(view.now - view.column("heartbeat", pos)) <= self.options.service_down_time
+        up = fresh & ~view.column("forced_down", pos)
         disabled: BoolArray = view.column("disabled", pos)
         return Verdict(~disabled & up, {"disabled": disabled, "down": ~up})
 
@@ -39,6 +40,8 @@ class ComputeFilter(HostFilter):
         if record.report.disabled:
             why = record.report.disabled_reason or "no reason given"
             return f"compute service is disabled ({why})"
+        if record.report.forced_down:
+            return "compute service is forced down"
         age = view.now - record.heartbeat
         return (
             f"not heard from for {age:.0f} s (service_down_time is "

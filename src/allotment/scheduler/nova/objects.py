@@ -79,6 +79,11 @@ KNOWN_VERSIONS: dict[str, tuple[int, int]] = {
     "InstanceList": (2, 6),
     "Instance": (2, 8),
     "Selection": (1, 1),
+    # Stored in compute_nodes' JSON columns (read from Nova's cell databases).
+    "NUMATopology": (1, 2),
+    "NUMACell": (1, 5),
+    "PciDevicePoolList": (1, 1),
+    "PciDevicePool": (1, 1),
 }
 SELECTION_VERSION = "1.1"
 

@@ -176,7 +176,7 @@ class SchedulerEndpoint:
         found = self.manager.select_destinations(
             ctx, spec, instance_uuids, return_alternates=return_alternates
         )
-        cell, zone = self._cell(spec), self._zones()
+        cell, zone = self._cells(spec), self._zones()
         return [[self._selection(s, cell, zone) for s in choices] for choices in found]
 
     def _unclaimed(self, ctx: RequestContext, spec: Any) -> list[list[objects.NovaSelection]]:
@@ -188,7 +188,7 @@ class SchedulerEndpoint:
             raise self._no_valid_host(
                 errors.NoValidHost(explanation.get("summary", ""), explanation=explanation)
             )
-        cell = self._cell(spec)
+        cell = self._cells(spec)
         zones = self._zones()
         return [
             [
@@ -196,7 +196,7 @@ class SchedulerEndpoint:
                     service_host=placed["host"],
                     nodename=placed["nodename"],
                     compute_node_uuid=placed["compute_node_uuid"],
-                    cell_uuid=cell,
+                    cell_uuid=cell(placed["compute_node_uuid"]),
                     allocation_request=None,
                     allocation_request_version=None,
                     limits={},
@@ -211,15 +211,29 @@ class SchedulerEndpoint:
         LOG.info("no valid host: %s", orjson.dumps(explanation).decode())
         return NoValidHost(exc.message.splitlines()[0] if exc.message else "")
 
-    def _cell(self, spec: Any) -> str:
+    def _cells(self, spec: Any) -> Callable[[str], str]:
+        """compute node uuid -> the cell its Selection names: the requested cell, else the
+        node's own (read from Nova's cell databases), else ``[nova] cell_uuid``."""
         destination = spec.requested_destination
         if destination is not None and destination.cell is not None:
-            return str(destination.cell.uuid)
-        if self.settings.nova.cell_uuid:
-            return self.settings.nova.cell_uuid
-        raise RequestRefused(
-            "no cell to name in the Selection: set [nova] cell_uuid to the cell of the hosts"
-        )
+            requested = str(destination.cell.uuid)
+            return lambda node_uuid: requested
+        snapshot = self.hosts.snapshot()
+        default = self.settings.nova.cell_uuid
+
+        def cell(node_uuid: str) -> str:
+            row = snapshot.row_of_uuid.get(node_uuid)
+            found = None if row is None else snapshot.records[row].report.cell_uuid
+            if found is not None:
+                return found
+            if default:
+                return default
+            raise RequestRefused(
+                "no cell to name in the Selection: the host's cell is not known (no host "
+                "state from Nova's databases); set [nova] cell_uuid to the cell of the hosts"
+            )
+
+        return cell
 
     def _zones(self) -> Callable[[str], str | None]:
         """compute node uuid -> its availability zone (as Nova's Selection names it)."""
@@ -236,13 +250,16 @@ class SchedulerEndpoint:
         return zone
 
     def _selection(
-        self, selection: Selection, cell: str, zone: Callable[[str], str | None]
+        self,
+        selection: Selection,
+        cell: Callable[[str], str],
+        zone: Callable[[str], str | None],
     ) -> objects.NovaSelection:
         return objects.NovaSelection(
             service_host=selection.host,
             nodename=selection.nodename,
             compute_node_uuid=selection.compute_node_uuid,
-            cell_uuid=cell,
+            cell_uuid=cell(selection.compute_node_uuid),
             allocation_request=selection.allocation_request.to_dict(),
             allocation_request_version=NOVA_ALLOCATION_REQUEST_VERSION,
             limits=selection.limits,
