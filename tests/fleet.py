@@ -46,6 +46,7 @@ class Host:
     uuid: str
     children: dict[str, str] = field(default_factory=dict)  # name -> provider uuid
     tree: list[ProviderSpec] = field(default_factory=list)  # as published, root first
+    report: dict[str, Any] = field(default_factory=dict)  # the last host report sent
 
 
 class Fleet:
@@ -165,10 +166,15 @@ class Fleet:
             "supported_instances": [["x86_64", "kvm", "hvm"]],
             **(report or {}),
         }
-        for scheduler in (self.http, *self.also):
-            self.reporter(scheduler).report_host(name, body)
+        host.report = body
         self.hosts[name] = host
+        self.heartbeat(name)
         return host
+
+    def heartbeat(self, name: str) -> None:
+        """Send ``name``'s host report to the schedulers again (it is also the heartbeat)."""
+        for scheduler in (self.http, *self.also):
+            self.reporter(scheduler).report_host(name, self.hosts[name].report)
 
     def shared_disk(self, name: str, disk: int, aggregate: str, *hosts: str) -> str:
         """A sharing provider of DISK_GB for ``hosts`` (placement aggregate ``aggregate``):
