@@ -2,9 +2,9 @@
 as placement providers (inventories, traits, aggregates, nested children) that report to
 the scheduler, host aggregates, and ``select_destinations`` / ``explain`` calls.
 
-Works over anything with ``request(method, path, json=..., headers=...)`` returning an
-httpx-style response: Starlette's TestClient (in-process) or an ``httpx.Client`` bound to
-a live ``allotment serve``.
+Works over any ``httpx.Client``: Starlette's TestClient (in-process) or one bound to a live
+``allotment serve``. Providers are published through ``ReportClient``, the code a compute
+host runs, so every scheduling test exercises it too.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from __future__ import annotations
 import uuid as uuidlib
 from dataclasses import dataclass, field
 from typing import Any
+
+from allotment.client import ClientTransport, ProviderSpec, ReportClient
 
 SCHEDULER = "/scheduler/v1"
 HEADERS = {
@@ -43,6 +45,8 @@ class Host:
     name: str
     uuid: str
     children: dict[str, str] = field(default_factory=dict)  # name -> provider uuid
+    tree: list[ProviderSpec] = field(default_factory=list)  # as published, root first
+    report: dict[str, Any] = field(default_factory=dict)  # the last host report sent
 
 
 class Fleet:
@@ -85,26 +89,37 @@ class Fleet:
             assert response.status_code in wanted, (method, path, response.text)
         return response
 
-    def _provider(self, name: str, parent: str | None = None) -> str:
-        rp = str(uuidlib.uuid4())
-        body: dict[str, Any] = {"name": name, "uuid": rp}
-        if parent:
-            body["parent_provider_uuid"] = parent
-        self.call("POST", "/resource_providers", body, expect=200)
-        return rp
+    def reporter(self, scheduler: Any = None) -> ReportClient:
+        """The ReportClient a compute host would run, over this fleet's clients."""
+        return ReportClient(
+            ClientTransport(self.placement, headers=self.headers),
+            ClientTransport(
+                scheduler if scheduler is not None else self.http,
+                headers=self.headers,
+                prefix=SCHEDULER,
+            ),
+        )
 
-    def _inventories(self, rp: str, inventories: dict[str, dict[str, Any]]) -> None:
-        generation = self.call("GET", f"/resource_providers/{rp}", expect=200).json()["generation"]
-        body = {"resource_provider_generation": generation, "inventories": inventories}
-        self.call("PUT", f"/resource_providers/{rp}/inventories", body, expect=200)
-
-    def _traits(self, rp: str, traits: list[str]) -> None:
-        for trait in traits:
-            if trait.startswith("CUSTOM_"):
-                self.call("PUT", f"/traits/{trait}", expect=(201, 204))
-        generation = self.call("GET", f"/resource_providers/{rp}", expect=200).json()["generation"]
-        body = {"resource_provider_generation": generation, "traits": traits}
-        self.call("PUT", f"/resource_providers/{rp}/traits", body, expect=200)
+    def provider(
+        self,
+        name: str,
+        *,
+        parent: str | None = None,
+        inventories: dict[str, dict[str, Any]] | None = None,
+        traits: list[str] | None = None,
+        aggregates: list[str] | None = None,
+    ) -> str:
+        """A provider published through ReportClient, as a compute host publishes one."""
+        spec = ProviderSpec(
+            name,
+            str(uuidlib.uuid4()),
+            parent,
+            dict(inventories or {}),
+            set(traits or ()),
+            set(aggregates or ()),
+        )
+        self.reporter().publish([spec])
+        return spec.uuid
 
     # -- building ---------------------------------------------------------------------
 
@@ -123,46 +138,57 @@ class Fleet:
         """A compute node: a root provider with VCPU / MEMORY_MB / DISK_GB (none when
         ``disk`` is 0), optional
         traits and child providers (``{"gpu0": {"inventories": {...}, "traits": [...]}}``),
-        and a host report to the scheduler."""
-        rp = self._provider(name)
+        published through ReportClient, and a host report to the scheduler."""
         inventories: dict[str, dict[str, Any]] = {
             "VCPU": {"total": vcpus, "allocation_ratio": cpu_ratio},
             "MEMORY_MB": {"total": ram},
         }
         if disk:  # no local disk: DISK_GB comes from a sharing provider
             inventories["DISK_GB"] = {"total": disk}
-        self._inventories(rp, inventories)
-        if traits:
-            self._traits(rp, traits)
-        host = Host(name, rp)
+        root = ProviderSpec(name, str(uuidlib.uuid4()), None, inventories, set(traits or ()))
+        tree = [root]
+        host = Host(name, root.uuid, tree=tree)
         for child, spec in (children or {}).items():
-            child_rp = self._provider(f"{name}_{child}", rp)
-            self._inventories(child_rp, spec["inventories"])
-            if spec.get("traits"):
-                self._traits(child_rp, spec["traits"])
-            host.children[child] = child_rp
+            tree.append(
+                ProviderSpec(
+                    f"{name}_{child}",
+                    str(uuidlib.uuid4()),
+                    root.uuid,
+                    spec["inventories"],
+                    set(spec.get("traits") or ()),
+                )
+            )
+            host.children[child] = tree[-1].uuid
+        self.reporter().publish(tree)
         body = {
-            "compute_node_uuid": rp,
+            "compute_node_uuid": root.uuid,
             "hypervisor_type": "QEMU",
             "supported_instances": [["x86_64", "kvm", "hvm"]],
             **(report or {}),
         }
-        for scheduler in (self.http, *self.also):
-            self.call("PUT", f"{SCHEDULER}/hosts/{name}", body, to=scheduler, expect=200)
+        host.report = body
         self.hosts[name] = host
+        self.heartbeat(name)
         return host
 
+    def heartbeat(self, name: str) -> None:
+        """Send ``name``'s host report to the schedulers again (it is also the heartbeat)."""
+        for scheduler in (self.http, *self.also):
+            self.reporter(scheduler).report_host(name, self.hosts[name].report)
+
     def shared_disk(self, name: str, disk: int, aggregate: str, *hosts: str) -> str:
-        """A sharing provider of DISK_GB for ``hosts`` (placement aggregate ``aggregate``)."""
-        rp = self._provider(name)
-        self._inventories(rp, {"DISK_GB": {"total": disk}})
-        self._traits(rp, ["MISC_SHARES_VIA_AGGREGATE"])
-        for member in (rp, *(self.hosts[h].uuid for h in hosts)):
-            generation = self.call("GET", f"/resource_providers/{member}", expect=200).json()[
-                "generation"
-            ]
-            body = {"aggregates": [aggregate], "resource_provider_generation": generation}
-            self.call("PUT", f"/resource_providers/{member}/aggregates", body, expect=200)
+        """A sharing provider of DISK_GB for ``hosts`` (placement aggregate ``aggregate``):
+        the hosts publish their root providers again, now in the aggregate."""
+        rp = self.provider(
+            name,
+            inventories={"DISK_GB": {"total": disk}},
+            traits=["MISC_SHARES_VIA_AGGREGATE"],
+            aggregates=[aggregate],
+        )
+        for host in hosts:
+            tree = self.hosts[host].tree
+            tree[0].aggregates.add(aggregate)
+            self.reporter().publish(tree)
         return rp
 
     def aggregate(self, name: str, hosts: list[str], **metadata: str) -> str:

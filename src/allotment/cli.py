@@ -86,7 +86,14 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument(
         "--role", action="append", required=True, choices=["admin", "service", "reader", "member"]
     )
-    create.add_argument("--project", help="project id the token is scoped to")
+    scope = create.add_mutually_exclusive_group()
+    scope.add_argument("--project", help="project id the token is scoped to")
+    scope.add_argument(
+        "--system",
+        choices=["all"],
+        help="scope the token to the system, as a Keystone system-scoped token "
+        "(e.g. --system all --role reader: a system reader)",
+    )
     create.add_argument("--user", help="user id (default: the name)")
     for name, text in (("list", "list tokens (never their values)"), ("revoke", "revoke by name")):
         cmd = token_sub.add_parser(name, help=text)
@@ -266,14 +273,23 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
                 file=sys.stderr,
             )
             return 2
-        token = store.create(args.name, args.role, user_id=args.user, project_id=args.project)
+        token = store.create(
+            args.name,
+            args.role,
+            user_id=args.user,
+            project_id=args.project,
+            system_scope=args.system,
+        )
         print(token)
     elif args.token_command == "list":
         for record in store.list():
             roles = ",".join(sorted(record.roles))
-            print(
-                f"{record.name}\tuser={record.user_id}\tproject={record.project_id}\troles={roles}"
+            scope = (
+                f"system={record.system_scope}"
+                if record.system_scope
+                else f"project={record.project_id}"
             )
+            print(f"{record.name}\tuser={record.user_id}\t{scope}\troles={roles}")
     else:
         if not store.revoke(args.name):
             print(f"no token named {args.name}", file=sys.stderr)

@@ -509,7 +509,7 @@ def test_host_aggregates_are_mirrored_into_placement_and_repaired(fleet: Fleet) 
 
 def test_providers_without_a_host_report_are_discovered(fleet: Fleet) -> None:
     fleet.host("reported")
-    lonely = fleet._provider("never-reported")
+    lonely = fleet.provider("never-reported")
     services = fleet.services  # type: ignore[attr-defined]
     assert services.host_manager.discover() == [(lonely, "never-reported")]
 

@@ -1,5 +1,6 @@
-"""A real OpenStack Keystone for tests: installed from PyPI into a throw-away venv, bootstrapped
-once, served on a free local port.
+"""A real OpenStack Keystone for tests, and the real OpenStack Placement 16 behind it:
+installed from PyPI into one throw-away venv, Keystone bootstrapped once, each served on a
+free local port.
 
 The venv and a bootstrapped template (SQLite database, fernet and credential keys, the admin)
 are cached under ``/tmp/allotment-keystone-<hash of keystone_constraints.txt>``, so a warm
@@ -23,6 +24,8 @@ from pathlib import Path
 import httpx
 
 CONSTRAINTS = Path(__file__).with_name("keystone_constraints.txt")
+# The real Placement shares the venv: one install, one cache for both peers.
+PACKAGES = ("keystone", "openstack-placement")
 ADMIN_PASSWORD = "allotment-test-admin"
 # Long enough for a request or two, short enough for a test to wait one out.
 TOKEN_EXPIRATION_S = 40
@@ -35,6 +38,14 @@ import os
 from werkzeug.serving import run_simple
 from keystone.wsgi.api import application
 run_simple("127.0.0.1", int(os.environ["KEYSTONE_PORT"]), application, threaded=True)
+"""
+# Placement's WSGI application (it reads $OS_PLACEMENT_CONFIG_DIR/placement.conf) in one
+# thread, as one sync gunicorn worker would serve it: its SQLite file has one writer.
+PLACEMENT_SCRIPT = """
+import os
+from werkzeug.serving import run_simple
+from placement.wsgi.api import application
+run_simple("127.0.0.1", int(os.environ["PLACEMENT_PORT"]), application, threaded=False)
 """
 
 
@@ -100,13 +111,11 @@ def ensure_installed() -> tuple[Path, Path]:
     venv, template = root / "venv", root / "template"
     with _locked(root):
         if not (venv / ".installed").exists():
-            progress(f"installing keystone into {venv} (first use; a few minutes)")
+            progress(f"installing keystone and placement into {venv} (first use; a few minutes)")
             shutil.rmtree(venv, ignore_errors=True)
             _run([sys.executable, "-m", "venv", str(venv)], "venv")
-            _run(
-                [str(venv / "bin" / "pip"), "install", "-q", "-c", str(CONSTRAINTS), "keystone"],
-                "pip install keystone",
-            )
+            pip = [str(venv / "bin" / "pip"), "install", "-q", "-c", str(CONSTRAINTS)]
+            _run([*pip, *PACKAGES], "pip install " + " ".join(PACKAGES))
             (venv / ".installed").touch()
         if not (template / ".bootstrapped").exists():
             progress(f"creating the database, keys and admin in {template}")
@@ -127,6 +136,15 @@ def ensure_installed() -> tuple[Path, Path]:
     return venv, template
 
 
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 @dataclass
 class Keystone:
     url: str
@@ -138,12 +156,7 @@ class Keystone:
         return self.url + "/v3"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        _stop(self.process)
 
 
 def start(folder: Path, port: int) -> Keystone:
@@ -179,6 +192,81 @@ def start(folder: Path, port: int) -> Keystone:
         time.sleep(0.2)
     keystone.stop()
     raise RuntimeError(f"keystone did not answer: {(folder / 'server.log').read_text()[-3000:]}")
+
+
+@dataclass
+class Placement:
+    """The real OpenStack Placement 16, ``[api] auth_strategy = keystone``."""
+
+    url: str
+    folder: Path
+    process: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        _stop(self.process)
+
+
+def start_placement(
+    folder: Path, port: int, keystone: Keystone, *, username: str, password: str
+) -> Placement:
+    """OpenStack Placement 16 on ``port`` with a SQLite database in ``folder``, validating
+    tokens with keystonemiddleware against ``keystone`` as the service user ``username``
+    (project ``service``, default domain)."""
+    venv, _ = ensure_installed()
+    folder.mkdir(parents=True, exist_ok=True)
+    conf = folder / "placement.conf"
+    conf.write_text(
+        f"""[DEFAULT]
+log_file = {folder / "placement.log"}
+[api]
+auth_strategy = keystone
+[placement_database]
+connection = sqlite:///{folder / "placement.sqlite"}
+[keystone_authtoken]
+www_authenticate_uri = {keystone.auth_url}
+auth_url = {keystone.auth_url}
+auth_type = password
+username = {username}
+password = {password}
+project_name = service
+user_domain_id = default
+project_domain_id = default
+# Validate every token afresh: the tests expire and revoke them.
+token_cache_time = -1
+"""
+    )
+    _run(
+        [str(venv / "bin" / "placement-manage"), "--config-file", str(conf), "db", "sync"],
+        "placement-manage db sync",
+    )
+    url = f"http://127.0.0.1:{port}"
+    log = (folder / "server.log").open("wb")
+    process = subprocess.Popen(
+        [str(venv / "bin" / "python"), "-c", PLACEMENT_SCRIPT],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={
+            "OS_PLACEMENT_CONFIG_DIR": str(folder),
+            "PLACEMENT_PORT": str(port),
+            "PATH": "/usr/bin:/bin",
+        },
+    )
+    placement = Placement(url, folder, process)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"placement exited: {(folder / 'server.log').read_text()[-3000:]}")
+        try:
+            # The root document needs no token; anything else is a 401 without one.
+            answered = httpx.get(url, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            answered = False
+        if answered:
+            progress(f"placement serving on {url}")
+            return placement
+        time.sleep(0.2)
+    placement.stop()
+    raise RuntimeError(f"placement did not answer: {(folder / 'server.log').read_text()[-3000:]}")
 
 
 def _point_catalog_at(url: str) -> None:

@@ -5,7 +5,9 @@ users, projects and role assignments are made with keystoneauth1, and every chec
 token Keystone issued: a service user writes to placement and schedules; a project reader
 sees its own project's usages only; a system reader may list providers (with a policy file
 that says so) but not write; expired and revoked tokens are refused; osc-placement works
-end to end with ``--os-auth-type password``.
+end to end with ``--os-auth-type password``. The scheduler's keystoneauth1 placement client
+schedules across a token expiry against allotment and against the real OpenStack Placement
+16, both behind this Keystone (the catalog names them in RegionOne and RegionTwo).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,7 +72,19 @@ class Identity:
         return str(ks_session.Session(auth=self.auth(user, **scope)).get_token())
 
 
-def _make_identity(keystone: keystone_fixture.Keystone, placement_url: str) -> Identity:
+class FreshToken(httpx.Auth):
+    """A new token from Keystone on every request (the test's own calls)."""
+
+    def __init__(self, identity: Identity) -> None:
+        self.identity = identity
+
+    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+        request.headers["x-auth-token"] = self.identity.token("nova", project="service")
+        yield request
+
+
+def _make_identity(keystone: keystone_fixture.Keystone, placement_urls: dict[str, str]) -> Identity:
+    """Users, projects and roles, and a placement endpoint per region (``placement_urls``)."""
     admin = ks_session.Session(
         auth=v3.Password(
             auth_url=keystone.auth_url,
@@ -101,14 +116,17 @@ def _make_identity(keystone: keystone_fixture.Keystone, placement_url: str) -> I
             path = f"/projects/{identity.projects[project]}/users/{user_id}/roles/{roles[role]}"
             identity.call("PUT", path)
     service = identity.call("POST", "/services", {"service": {"type": "placement"}})
-    for interface in ("public", "internal"):
-        endpoint = {
-            "service_id": service["service"]["id"],
-            "interface": interface,
-            "url": placement_url,
-            "region_id": "RegionOne",
-        }
-        identity.call("POST", "/endpoints", {"endpoint": endpoint})
+    for region, url in placement_urls.items():
+        if region != "RegionOne":  # bootstrap made RegionOne
+            identity.call("POST", "/regions", {"region": {"id": region}})
+        for interface in ("public", "internal"):
+            endpoint = {
+                "service_id": service["service"]["id"],
+                "interface": interface,
+                "url": url,
+                "region_id": region,
+            }
+            identity.call("POST", "/endpoints", {"endpoint": endpoint})
     return identity
 
 
@@ -125,8 +143,37 @@ def placement_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def identity(keystone: keystone_fixture.Keystone, placement_port: int) -> Identity:
-    return _make_identity(keystone, f"http://127.0.0.1:{placement_port}")
+def upstream_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def identity(
+    keystone: keystone_fixture.Keystone, placement_port: int, upstream_port: int
+) -> Identity:
+    return _make_identity(
+        keystone,
+        {
+            "RegionOne": f"http://127.0.0.1:{placement_port}",
+            "RegionTwo": f"http://127.0.0.1:{upstream_port}",
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def upstream(
+    tmp_path_factory: pytest.TempPathFactory, identity: Identity, upstream_port: int
+) -> Iterator[keystone_fixture.Placement]:
+    """The real OpenStack Placement 16 behind the same Keystone (its own service user)."""
+    server = keystone_fixture.start_placement(
+        tmp_path_factory.mktemp("upstream"),
+        upstream_port,
+        identity.keystone,
+        username="placement",
+        password=PASSWORD,
+    )
+    yield server
+    server.stop()
 
 
 def keystone_config(folder: Path, identity: Identity, extra: str = "") -> Path:
@@ -154,14 +201,18 @@ def serve_behind_keystone(
 ) -> LiveServer:
     folder.mkdir(parents=True, exist_ok=True)
     config = keystone_config(folder, identity, extra)
-    return LiveServer(
+    server = LiveServer(
         f"sqlite:///{folder / 'allotment.sqlite'}",
         folder / "state",
         "--config",
         str(config),
         auth="keystone",
         port=port,
+        wait=False,
     )
+    # keystonemiddleware and keystoneauth1 make a slow import: ~30 s on a loaded 2-core box.
+    server.wait_ready(timeout=120)
+    return server
 
 
 @pytest.fixture(scope="module")
@@ -280,12 +331,23 @@ def test_osc_placement_with_password_auth(allotment: LiveServer, identity: Ident
     assert [p["uuid"] for p in listed] == [created["uuid"]]
 
 
+# Two scheduler starts, a real Placement and a token lifetime's wait: minutes on a busy box.
+@pytest.mark.timeout(900)
 def test_the_scheduler_uses_a_placement_behind_keystone_across_token_expiry(
-    tmp_path: Path, allotment: LiveServer, identity: Identity
+    tmp_path: Path,
+    allotment: LiveServer,
+    upstream: keystone_fixture.Placement,
+    identity: Identity,
 ) -> None:
-    """A second allotment schedules against the first through keystoneauth1 (password
-    plugin, placement found in the catalog), before and after its token has expired."""
-    extra = f"""[placement_client]
+    """Two schedulers use keystoneauth1 (password plugin, placement found in the catalog by
+    region): one against the first allotment (RegionOne), one against the real OpenStack
+    Placement 16 (RegionTwo). Hosts are published with ReportClient; both schedule before
+    and after their tokens have expired (one wait serves both)."""
+    placements = {"RegionOne": allotment.url, "RegionTwo": upstream.url}
+    schedulers: dict[str, LiveServer] = {}
+    try:
+        for region in placements:
+            extra = f"""[placement_client]
 auth_type = "password"
 auth_url = "{identity.keystone.auth_url}"
 username = "nova"
@@ -294,32 +356,50 @@ project_name = "service"
 user_domain_id = "default"
 project_domain_id = "default"
 valid_interfaces = ["public"]
-region_name = "RegionOne"
+region_name = "{region}"
 """
-    scheduler = serve_behind_keystone(tmp_path / "scheduler", identity, extra=extra)
-    try:
-        token = identity.token("nova", project="service")
-        with (
-            httpx.Client(base_url=scheduler.url, timeout=TIMEOUT) as to_scheduler,
-            httpx.Client(base_url=allotment.url, timeout=TIMEOUT) as to_placement,
-        ):
-            fleet = Fleet(
-                to_scheduler,
-                placement=to_placement,
-                headers={**MICROVERSION, "x-auth-token": token},
-            )
-            host = fleet.host("remote-kvm")
+            schedulers[region] = serve_behind_keystone(tmp_path / region, identity, extra=extra)
+        with ExitStack() as stack:
+            fleets: dict[str, Fleet] = {}
+            hosts: dict[str, Any] = {}
+            for region, url in placements.items():
+                # Each request logs in afresh: on a loaded box a few requests can outlast
+                # a 40 s token, and the expiry under test is the schedulers' own.
+                fresh = FreshToken(identity)
+                to_scheduler = httpx.Client(
+                    base_url=schedulers[region].url, timeout=TIMEOUT, auth=fresh
+                )
+                to_placement = httpx.Client(base_url=url, timeout=TIMEOUT, auth=fresh)
+                stack.enter_context(to_scheduler)
+                stack.enter_context(to_placement)
+                token = identity.token("nova", project="service")
+                fleets[region] = Fleet(
+                    to_scheduler,
+                    placement=to_placement,
+                    headers={**MICROVERSION, "x-auth-token": token},
+                )
+                hosts[region] = fleets[region].host(f"remote-kvm-{region.lower()}")
             for round_ in ("first", "after expiry"):
-                fleet.headers["x-auth-token"] = identity.token("nova", project="service")
-                response = fleet.select(request_spec(project_id=identity.projects["demo"]))
-                assert response.status_code == 200, (round_, response.text)
-                chosen = response.json()["selections"][0][0]
-                assert chosen["compute_node_uuid"] == host.uuid
+                for region, fleet in fleets.items():
+                    # Heard from just now, however long the other region's setup took.
+                    fleet.heartbeat(hosts[region].name)
+                    response = fleet.select(request_spec(project_id=identity.projects["demo"]))
+                    assert response.status_code == 200, (region, round_, response.text)
+                    chosen = response.json()["selections"][0][0]
+                    assert chosen["compute_node_uuid"] == hosts[region].uuid, region
                 if round_ == "first":
+                    token = identity.token("nova", project="service")
                     time.sleep(keystone_fixture.TOKEN_EXPIRATION_S + 1)
-        usages = get(
-            allotment, f"/resource_providers/{host.uuid}/usages", fleet.headers["x-auth-token"]
-        )
-        assert usages.json()["usages"]["VCPU"] == 2
+            for region, fleet in fleets.items():
+                # Tokens from before the wait are dead on both placements...
+                expired = httpx.get(
+                    placements[region] + "/resource_providers",
+                    headers={**MICROVERSION, "x-auth-token": token},
+                    timeout=TIMEOUT,
+                )
+                assert expired.status_code == 401, (region, expired.text)
+                # ...and both claims were made through the schedulers' renewed tokens.
+                assert fleet.usages(hosts[region].name)["VCPU"] == 2, region
     finally:
-        scheduler.stop()
+        for server in schedulers.values():
+            server.stop()

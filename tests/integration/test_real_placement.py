@@ -60,10 +60,11 @@ def test_client_candidates_claims_conflicts_and_explain(
     placement: httpx.Client, real_placement_url: str
 ) -> None:
     fleet = Fleet(placement)
-    hosts = [fleet._provider(unique("cn")) for _ in range(2)]
-    for rp in hosts:
-        fleet._inventories(rp, {"VCPU": {"total": 2}, "MEMORY_MB": {"total": 4096}})
-    fleet._traits(hosts[1], ["CUSTOM_FAST"])
+    inventories = {"VCPU": {"total": 2}, "MEMORY_MB": {"total": 4096}}
+    hosts = [
+        fleet.provider(unique("cn"), inventories=inventories, traits=traits)
+        for traits in ([], ["CUSTOM_FAST"])
+    ]
     client = HttpPlacementClient(HttpTransport(real_placement_url, token="admin", retries=0))
     request = ResourceRequest(limit=10)
     request.unsuffixed.resources = {"VCPU": 2, "MEMORY_MB": 1024}

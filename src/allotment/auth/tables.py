@@ -15,6 +15,8 @@ auth_tokens = sa.Table(
     sa.Column("name", sa.Unicode(255), nullable=False),
     sa.Column("user_id", sa.String(255), nullable=False),
     sa.Column("project_id", sa.String(255), nullable=True),
+    # "all" for a system-scoped token (as Keystone's), else NULL: project scope or none.
+    sa.Column("system_scope", sa.String(16), nullable=True),
     # Comma-separated role names.
     sa.Column("roles", sa.String(255), nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),

@@ -36,6 +36,8 @@ LOG = logging.getLogger(__name__)
 CACHE_SECONDS = 0.5
 BOOTSTRAP_NAME = "bootstrap-admin"
 KNOWN_ROLES = ("admin", "service", "reader", "member")
+# Keystone's only system scope: the whole deployment.
+SYSTEM_SCOPES = ("all",)
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class TokenRecord:
     project_id: str | None
     roles: frozenset[str]
     expires_at: datetime | None
+    system_scope: str | None = None
 
 
 def _digest(token: str) -> str:
@@ -64,12 +67,20 @@ class TokenStore:
         *,
         user_id: str | None = None,
         project_id: str | None = None,
+        system_scope: str | None = None,
         expires_at: datetime | None = None,
     ) -> str:
-        """Create a token and return it; only its hash is stored."""
+        """Create a token and return it; only its hash is stored. Like a Keystone token it
+        is scoped to a project or to the system (``system_scope="all"``), not both."""
         unknown = sorted(set(roles) - set(KNOWN_ROLES))
         if unknown or not roles:
             raise ValueError(f"roles must be some of {', '.join(KNOWN_ROLES)}; got {roles}")
+        if system_scope is not None and system_scope not in SYSTEM_SCOPES:
+            raise ValueError(
+                f"the system scope must be {' or '.join(SYSTEM_SCOPES)}; got {system_scope!r}"
+            )
+        if system_scope is not None and project_id is not None:
+            raise ValueError("a token is scoped to a project or to the system, not both")
         token = secrets.token_urlsafe(32)
         with self.db.write() as conn:
             conn.execute(
@@ -78,6 +89,7 @@ class TokenStore:
                     name=name,
                     user_id=user_id or name,
                     project_id=project_id,
+                    system_scope=system_scope,
                     roles=",".join(sorted(set(roles))),
                     created_at=utcnow(),
                     expires_at=expires_at,
@@ -106,6 +118,7 @@ class TokenStore:
             project_id=m["project_id"],
             roles=frozenset(filter(None, m["roles"].split(","))),
             expires_at=m["expires_at"],
+            system_scope=m["system_scope"],
         )
 
     def lookup(self, token: str) -> TokenRecord | None:
@@ -207,4 +220,5 @@ class TokenAuth:
             project_id=record.project_id,
             roles=record.roles,
             request_id=request_id,
+            system_scope=record.system_scope,
         )

@@ -2,7 +2,7 @@
 client the scheduler uses against a remote Placement, and the ReportClient compute hosts
 use to publish their provider trees and host reports."""
 
-from allotment.client.http import HttpTransport
-from allotment.client.report import ProviderSpec, ReportClient
+from allotment.client.http import ClientTransport, HttpTransport
+from allotment.client.report import ProviderSpec, ReportClient, Transport
 
-__all__ = ["HttpTransport", "ProviderSpec", "ReportClient"]
+__all__ = ["ClientTransport", "HttpTransport", "ProviderSpec", "ReportClient", "Transport"]

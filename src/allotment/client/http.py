@@ -156,3 +156,40 @@ def error_detail(response: httpx.Response) -> str:
         return str(response.json()["errors"][0].get("detail", "")).strip()
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         return response.text[:500]
+
+
+class ClientTransport:
+    """The ``request`` of ``HttpTransport`` over an ``httpx.Client`` someone else owns
+    (a Starlette ``TestClient``, a client bound to a live server): the microversion header
+    and fixed headers such as a token, no retries; ``prefix`` goes before every path (e.g.
+    ``/scheduler/v1`` on a client bound to a server's root). Lets tests drive
+    ``ReportClient``."""
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        *,
+        headers: dict[str, str] | None = None,
+        service_type: str = "placement",
+        prefix: str = "",
+    ) -> None:
+        self.client = client
+        self.headers = dict(headers or {})
+        self.service_type = service_type
+        self.prefix = prefix.rstrip("/")
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Any = None,
+        microversion: str | None = None,
+    ) -> httpx.Response:
+        headers = dict(self.headers)
+        if microversion:
+            headers["openstack-api-version"] = f"{self.service_type} {microversion}"
+        return self.client.request(
+            method, self.prefix + path, json=json, params=params, headers=headers
+        )

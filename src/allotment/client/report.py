@@ -12,10 +12,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+import httpx
 
 from allotment import errors
-from allotment.client.http import HttpTransport, error_code, error_detail
+from allotment.client.http import error_code, error_detail
 
 LOG = logging.getLogger(__name__)
 MICROVERSION = "1.39"
@@ -36,11 +38,26 @@ class ProviderSpec:
     aggregates: set[str] = field(default_factory=set)
 
 
+class Transport(Protocol):
+    """What ReportClient sends its requests through: ``HttpTransport`` (token, microversion,
+    retries) or ``ClientTransport`` over any ``httpx.Client`` (tests, in-process apps)."""
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Any = None,
+        microversion: str | None = None,
+    ) -> httpx.Response: ...
+
+
 class ReportClient:
     def __init__(
         self,
-        placement: HttpTransport,
-        scheduler: HttpTransport | None = None,
+        placement: Transport,
+        scheduler: Transport | None = None,
         *,
         conflict_retries: int = 5,
     ) -> None:
@@ -52,16 +69,31 @@ class ReportClient:
     # -- provider tree --------------------------------------------------------------------
 
     def publish(self, tree: Sequence[ProviderSpec]) -> None:
-        """Make Placement hold exactly ``tree`` (parents are created before children)."""
+        """Make Placement hold exactly ``tree``: parents are created before children, and
+        providers that Placement holds under one of the tree's roots but the tree no
+        longer has (a removed GPU, a NUMA cell gone) are deleted, children first."""
         by_uuid = {spec.uuid: spec for spec in tree}
+        generations: dict[str, int | None] = {}
         for spec in _parents_first(tree, by_uuid):
-            self._ensure_provider(spec)
+            generations[spec.uuid] = self._ensure_provider(spec)
+        for spec in tree:
+            if spec.parent_uuid is None and generations[spec.uuid] is not None:
+                self._prune(spec.uuid, by_uuid)
         for spec in tree:
             self._ensure_custom_classes(spec.inventories)
             self._ensure_custom_traits(spec.traits)
-            self._with_generation(spec.uuid, "inventories", self._put_inventories, spec)
-            self._with_generation(spec.uuid, "traits", self._put_traits, spec)
-            self._with_generation(spec.uuid, "aggregates", self._put_aggregates, spec)
+            generation = generations[spec.uuid]
+            # A provider created just now has no inventories, traits or aggregates: an
+            # empty set needs no write.
+            fresh = generation is None
+            for what, wanted in (
+                ("inventories", spec.inventories),
+                ("traits", spec.traits),
+                ("aggregates", spec.aggregates),
+            ):
+                if fresh and not wanted:
+                    continue
+                generation = self._with_generation(spec, what, generation or 0)
 
     def delete_provider(self, uuid: str) -> None:
         response = self.placement.request(
@@ -70,7 +102,9 @@ class ReportClient:
         if response.status_code not in (204, 404):
             raise _failure("delete provider", uuid, response)
 
-    def _ensure_provider(self, spec: ProviderSpec) -> None:
+    def _ensure_provider(self, spec: ProviderSpec) -> int | None:
+        """Create or correct the provider; its generation, or None when it was just created
+        (generation 0, nothing on it)."""
         path = f"/resource_providers/{spec.uuid}"
         current = self.placement.request("GET", path, microversion=MICROVERSION)
         if current.status_code == 404:
@@ -82,7 +116,7 @@ class ReportClient:
             )
             if created.status_code != 200:
                 raise _failure("create provider", spec.uuid, created)
-            return
+            return None
         if current.status_code != 200:
             raise _failure("read provider", spec.uuid, current)
         seen = current.json()
@@ -91,6 +125,28 @@ class ReportClient:
             updated = self.placement.request("PUT", path, json=body, microversion=MICROVERSION)
             if updated.status_code != 200:
                 raise _failure("update provider", spec.uuid, updated)
+            return int(updated.json()["generation"])
+        return int(seen["generation"])
+
+    def _prune(self, root: str, wanted: dict[str, ProviderSpec]) -> None:
+        response = self.placement.request(
+            "GET", "/resource_providers", params={"in_tree": root}, microversion=MICROVERSION
+        )
+        if response.status_code != 200:
+            raise _failure("list the tree of", root, response)
+        held = {rp["uuid"]: rp for rp in response.json()["resource_providers"]}
+
+        def depth(uuid: str) -> int:
+            level, parent = 0, held[uuid]["parent_provider_uuid"]
+            while parent in held and level <= len(held):
+                level, parent = level + 1, held[parent]["parent_provider_uuid"]
+            return level
+
+        for uuid in sorted(set(held) - set(wanted), key=depth, reverse=True):
+            LOG.info(
+                "provider %s (%s) left the tree of %s: deleting it", uuid, held[uuid]["name"], root
+            )
+            self.delete_provider(uuid)
 
     def _ensure_custom_classes(self, inventories: dict[str, dict[str, Any]]) -> None:
         for name in inventories:
@@ -110,19 +166,26 @@ class ReportClient:
                 if response.status_code not in (201, 204):
                     raise _failure("create trait", name, response)
 
-    def _with_generation(self, uuid: str, what: str, put: Any, spec: ProviderSpec) -> None:
-        """Run a generation-guarded update, re-reading the generation after a conflict."""
+    def _with_generation(self, spec: ProviderSpec, what: str, generation: int) -> int:
+        """Write ``what`` of ``spec`` guarded by ``generation``; after a generation conflict
+        (another writer changed the provider since we read it) read it again and retry.
+        Returns the provider's new generation."""
         for _ in range(self.conflict_retries + 1):
-            generation = self._generation(uuid)
-            response = put(spec, generation)
+            response = self.placement.request(
+                "PUT",
+                f"/resource_providers/{spec.uuid}/{what}",
+                json={"resource_provider_generation": generation, what: _body(spec, what)},
+                microversion=MICROVERSION,
+            )
             if response.status_code == 200:
-                return
+                return int(response.json()["resource_provider_generation"])
             if response.status_code == 409 and error_code(response) == CONCURRENT_UPDATE:
-                LOG.debug("generation conflict setting %s of %s; retrying", what, uuid)
+                LOG.debug("generation conflict setting %s of %s; retrying", what, spec.uuid)
+                generation = self._generation(spec.uuid)
                 continue
-            raise _failure(f"set {what} of", uuid, response)
+            raise _failure(f"set {what} of", spec.uuid, response)
         raise errors.ConcurrentUpdate(
-            f"could not set {what} of provider {uuid}: it kept changing under us"
+            f"could not set {what} of provider {spec.uuid}: it kept changing under us"
         )
 
     def _generation(self, uuid: str) -> int:
@@ -132,30 +195,6 @@ class ReportClient:
         if response.status_code != 200:
             raise _failure("read provider", uuid, response)
         return int(response.json()["generation"])
-
-    def _put_inventories(self, spec: ProviderSpec, generation: int) -> Any:
-        body = {"resource_provider_generation": generation, "inventories": spec.inventories}
-        return self.placement.request(
-            "PUT",
-            f"/resource_providers/{spec.uuid}/inventories",
-            json=body,
-            microversion=MICROVERSION,
-        )
-
-    def _put_traits(self, spec: ProviderSpec, generation: int) -> Any:
-        body = {"resource_provider_generation": generation, "traits": sorted(spec.traits)}
-        return self.placement.request(
-            "PUT", f"/resource_providers/{spec.uuid}/traits", json=body, microversion=MICROVERSION
-        )
-
-    def _put_aggregates(self, spec: ProviderSpec, generation: int) -> Any:
-        body = {"resource_provider_generation": generation, "aggregates": sorted(spec.aggregates)}
-        return self.placement.request(
-            "PUT",
-            f"/resource_providers/{spec.uuid}/aggregates",
-            json=body,
-            microversion=MICROVERSION,
-        )
 
     # -- scheduler host report ------------------------------------------------------------
 
@@ -176,6 +215,12 @@ class ReportClient:
         self.report_host(host, report)
 
 
+def _body(spec: ProviderSpec, what: str) -> Any:
+    if what == "inventories":
+        return spec.inventories
+    return sorted(spec.traits if what == "traits" else spec.aggregates)
+
+
 def _parents_first(
     tree: Sequence[ProviderSpec], by_uuid: dict[str, ProviderSpec]
 ) -> list[ProviderSpec]:
@@ -190,7 +235,7 @@ def _parents_first(
     return sorted(tree, key=depth)
 
 
-def _failure(action: str, subject: str, response: Any) -> errors.AllotmentError:
+def _failure(action: str, subject: str, response: httpx.Response) -> errors.AllotmentError:
     return errors.AllotmentError(
         f"could not {action} {subject}: HTTP {response.status_code} {error_detail(response)}"
     )

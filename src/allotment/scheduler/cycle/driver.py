@@ -256,14 +256,7 @@ class Cycle(CycleView):
                         before = len(alive)
                         alive = np.delete(alive, np.searchsorted(alive, rejected))
                         removed.append(rejected)
-                        self.funnel.record(
-                            host_filter.name,
-                            "filter",
-                            before,
-                            len(alive),
-                            instance=self.index,
-                            reasons=_tally(host_filter, verdict),
-                        )
+                        self._record_filter(host_filter, before, len(alive), verdict)
                     continue
             before = len(alive)
             mask, verdict = _verdict(host_filter.passes(self, alive))
@@ -271,17 +264,23 @@ class Cycle(CycleView):
                 removed.append(alive[~mask])
             alive = alive[mask]
             if first or len(alive) != before:
-                self.funnel.record(
-                    host_filter.name,
-                    "filter",
-                    before,
-                    len(alive),
-                    instance=self.index,
-                    reasons=_tally(host_filter, verdict),
-                )
+                self._record_filter(host_filter, before, len(alive), verdict)
         # What later instances dropped, so the weights can drop those columns only.
         self._removed = np.concatenate(removed) if removed and len(alive) < before_all else None
         return alive
+
+    def _record_filter(
+        self, host_filter: HostFilter, before: int, after: int, verdict: Verdict
+    ) -> None:
+        """One filter's line of the funnel: how many hosts it saw and kept, and why."""
+        self.funnel.record(
+            host_filter.name,
+            "filter",
+            before,
+            after,
+            instance=self.index,
+            reasons=_tally(host_filter, verdict),
+        )
 
     def consume(self, pos: int, instance_uuid: str | None = None) -> None:
         """Account for an instance placed on the host at ``pos`` (Nova's

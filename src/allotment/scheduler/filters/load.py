@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -31,37 +32,55 @@ def aggregate_limit(view: HostView, key: str, default: int, pos: IntArray) -> In
     return result
 
 
+class BelowCeilingFilter(HostFilter):
+    """A host passes while a per-host count is below its ceiling: the global option, or,
+    for the Aggregate* variants, the smallest value of the same key in its aggregates."""
+
+    limit_key: ClassVar[str]  # the option and the aggregate metadata key
+    counted: ClassVar[str]  # the HostView column counted
+    counted_as: ClassVar[str]  # what the count is, in a rejection reason
+    per_aggregate: ClassVar[bool] = False
+
+    def count(self, view: HostView) -> IntArray:
+        counts: IntArray = getattr(view, self.counted)
+        return counts
+
+    def ceilings(self, view: HostView, pos: IntArray) -> IntArray:
+        """The limit of each host at ``pos``."""
+        default = int(getattr(self.options, self.limit_key))
+        if self.per_aggregate:
+            return aggregate_limit(view, self.limit_key, default, pos)
+        return np.full(len(pos), default, np.int64)
+
+    def passes(self, view: HostView, pos: IntArray) -> BoolArray:
+        result: BoolArray = self.count(view)[pos] < self.ceilings(view, pos)
+        return result
+
+    def reason(self, view: HostView, pos: int) -> str:
+        limit = int(self.ceilings(view, np.array([pos]))[0])
+        return f"{int(self.count(view)[pos])} {self.counted_as} (limit {limit})"
+
+
 @dataclass(frozen=True, slots=True)
 class IoOpsOptions:
     max_io_ops_per_host: int = setting("filter_scheduler.max_io_ops_per_host")
 
 
-class IoOpsFilter(HostFilter):
+class IoOpsFilter(BelowCeilingFilter):
     """Fewer than ``max_io_ops_per_host`` concurrent I/O operations (builds, resizes...)."""
 
     options_type = IoOpsOptions
     options: IoOpsOptions
     reason_code = "io_ops"
-
-    def ceilings(self, view: HostView, pos: IntArray) -> IntArray:
-        """The I/O operation limit of each host at ``pos``."""
-        return np.full(len(pos), self.options.max_io_ops_per_host, np.int64)
-
-    def passes(self, view: HostView, pos: IntArray) -> BoolArray:
-        result: BoolArray = view.io_ops[pos] < self.ceilings(view, pos)
-        return result
-
-    def reason(self, view: HostView, pos: int) -> str:
-        limit = int(self.ceilings(view, np.array([pos]))[0])
-        return f"{int(view.io_ops[pos])} I/O operations in progress (limit {limit})"
+    limit_key = "max_io_ops_per_host"
+    counted = "io_ops"
+    counted_as = "I/O operations in progress"
 
 
 class AggregateIoOpsFilter(IoOpsFilter):
     """IoOpsFilter with the limit overridable by aggregate metadata ``max_io_ops_per_host``."""
 
-    def ceilings(self, view: HostView, pos: IntArray) -> IntArray:
-        default = self.options.max_io_ops_per_host
-        return aggregate_limit(view, "max_io_ops_per_host", default, pos)
+    per_aggregate = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,30 +88,19 @@ class NumInstancesOptions:
     max_instances_per_host: int = setting("filter_scheduler.max_instances_per_host")
 
 
-class NumInstancesFilter(HostFilter):
+class NumInstancesFilter(BelowCeilingFilter):
     """Fewer than ``max_instances_per_host`` instances."""
 
     options_type = NumInstancesOptions
     options: NumInstancesOptions
     reason_code = "num_instances"
-
-    def ceilings(self, view: HostView, pos: IntArray) -> IntArray:
-        """The instance limit of each host at ``pos``."""
-        return np.full(len(pos), self.options.max_instances_per_host, np.int64)
-
-    def passes(self, view: HostView, pos: IntArray) -> BoolArray:
-        result: BoolArray = view.num_instances[pos] < self.ceilings(view, pos)
-        return result
-
-    def reason(self, view: HostView, pos: int) -> str:
-        limit = int(self.ceilings(view, np.array([pos]))[0])
-        return f"{int(view.num_instances[pos])} instances (limit {limit})"
+    limit_key = "max_instances_per_host"
+    counted = "num_instances"
+    counted_as = "instances"
 
 
 class AggregateNumInstancesFilter(NumInstancesFilter):
     """NumInstancesFilter with the limit overridable by aggregate metadata
     ``max_instances_per_host``."""
 
-    def ceilings(self, view: HostView, pos: IntArray) -> IntArray:
-        default = self.options.max_instances_per_host
-        return aggregate_limit(view, "max_instances_per_host", default, pos)
+    per_aggregate = True
