@@ -488,6 +488,19 @@ class TestNUMATopology:
         assert self.passing(2, 1024, **isolate) == {"two-cells", "no-smt"}
         assert "two-cells" not in self.passing(3, 1024, **isolate)
 
+    def test_the_request_specs_own_topology_is_used(self) -> None:
+        """Nova's RequestSpec.numa_topology (cpuset shared, pcpuset pinned, memory in MB)
+        decides, even when the flavor says nothing about NUMA."""
+        cells = [
+            {"id": 0, "cpuset": [0, 1], "memory": 2048},
+            {"id": 1, "cpuset": [2, 3], "memory": 2048},
+        ]
+        body = spec(flavor={"vcpus": 4, "memory_mb": 4096}, numa_topology={"cells": cells})
+        assert self.cloud().passing(body, "NUMATopologyFilter") == {"two-cells"}
+        one = [{"id": 0, "cpuset": [0, 1], "memory": 6000}]
+        body = spec(flavor={"vcpus": 2, "memory_mb": 6000}, numa_topology={"cells": one})
+        assert self.cloud().passing(body, "NUMATopologyFilter") == {"no-smt", "pinned-full"}
+
     def test_consumption_within_a_request(self) -> None:
         cloud = Cloud()
         cloud.host(
