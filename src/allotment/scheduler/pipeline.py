@@ -31,6 +31,7 @@ from allotment.scheduler.explain import Explanation, Funnel
 from allotment.scheduler.framework import HostFilter, HostWeigher, build_options
 from allotment.scheduler.numa import InstanceCell, NumaRequest, cpu_constraints, numa_request
 from allotment.scheduler.pci import PciRequest, pci_requests
+from allotment.scheduler.pci import from_request_spec as pci_from_spec
 from allotment.scheduler.placement import Candidates
 from allotment.scheduler.request import RequestSpec
 from allotment.scheduler.request_filters import RequestFilter, RequestFilterFailed
@@ -115,7 +116,8 @@ class Pipeline:
         return PreparedRequest(spec, resources, numa, pci, funnel)
 
     def host_requests(self, spec: RequestSpec) -> tuple[NumaRequest | None, list[PciRequest]]:
-        """What the NUMA and PCI filters check on each host for this request.
+        """What the NUMA and PCI filters check on each host for this request: PCI
+        requests from the spec when it carries them (Nova's), else from the flavor's alias.
 
         A NUMA topology in the spec (what nova-api computed, and conductor recomputes for
         a resize) is used as Nova's NUMATopologyFilter uses it: its cells, with the CPU
@@ -135,6 +137,9 @@ class Pipeline:
                 for cell in topology.cells
             )
             numa = NumaRequest(cells, cpu)
+        if spec.pci_requests:
+            # Nova resolved the aliases with its own [pci] alias (and added SR-IOV ports).
+            return numa, pci_from_spec(spec.pci_requests)
         return numa, pci_requests(spec.extra_specs, self.settings.pci.alias)
 
     def start(

@@ -312,9 +312,12 @@ class ResourceRequest:
             self.same_subtree.append(frozenset(suffixes))
 
     def _pci(self, spec: RequestSpec, settings: Settings) -> int:
-        """With ``pci_in_placement``, one request group per requested device."""
+        """With ``pci_in_placement``, one request group per requested device. A spec
+        with Nova's PCI requests has its groups in ``requested_resources`` already."""
+        if not settings.filter_scheduler.pci_in_placement or spec.pci_requests:
+            return 0
         requests = pci_requests(spec.extra_specs, settings.pci.alias)
-        if not settings.filter_scheduler.pci_in_placement or not requests:
+        if not requests:
             return 0
         aliases = {a.name: a for a in settings.pci.alias}
         added = 0

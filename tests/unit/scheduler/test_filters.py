@@ -554,6 +554,23 @@ class TestPciPassthrough:
         with pytest.raises(InvalidInput, match="unknown PCI alias 'tpu'"):
             self.passing("tpu:1")
 
+    def test_the_request_specs_pci_requests_are_used_as_nova_resolved_them(self) -> None:
+        """Nova sends InstancePCIRequests: the flavor's alias read with Nova's own alias
+        config (unknown here: not looked up) and SR-IOV ports by physnet-free specs; a
+        device matching any spec of a request serves it."""
+        extra = {"pci_passthrough:alias": "nova-only:1"}
+        vf = {"count": 2, "spec": [{"vendor_id": "8086", "dev_type": "type-VF"}]}
+        body = spec(flavor={"extra_specs": extra}, pci_requests=[vf])
+        assert self.cloud().passing(body, "PciPassthroughFilter") == {"vfs"}
+        either = {
+            "count": 2,
+            "spec": [{"vendor_id": "10de", "product_id": "1db4"}, {"vendor_id": "8086"}],
+        }
+        body = spec(pci_requests=[either])
+        assert self.cloud().passing(body, "PciPassthroughFilter") == {"gpus", "vfs"}
+        body = spec(pci_requests=[{**vf, "count": 5}])
+        assert self.cloud().passing(body, "PciPassthroughFilter") == set()
+
     def test_devices_are_consumed_within_a_request(self) -> None:
         cloud = self.cloud()
         body = spec(flavor={"extra_specs": {"pci_passthrough:alias": "gpu:1"}})
