@@ -97,8 +97,9 @@ _SELECTION = {
         "host": {"type": "string"},
         "nodename": {"type": "string"},
         "compute_node_uuid": {"type": "string"},
-        "allocation_request": {"type": "object"},
-        "allocation_request_version": {"type": "string"},
+        # null: nothing to claim (a rebuild check).
+        "allocation_request": {"type": ["object", "null"]},
+        "allocation_request_version": {"type": ["string", "null"]},
         "limits": {"type": "object"},
     },
 }

@@ -321,18 +321,48 @@ def test_conflicts_on_every_host_are_explained(fleet: Fleet) -> None:
     assert explanation["emptied_by"] == {"stage": "claim_conflict", "kind": "hosts"}
 
 
-def test_an_instance_that_already_holds_allocations_is_refused(fleet: Fleet) -> None:
+def test_an_instance_that_already_holds_allocations_is_moving(fleet: Fleet) -> None:
+    """Nova's claim for a consumer with allocations (an evacuation): it keeps what it
+    holds and gains the destination's, under its consumer generation."""
     fleet.host("a")
+    fleet.host("b")
     instance = str(uuid.uuid4())
-    assert fleet.select(request_spec(), uuids=[instance]).status_code == 200
-    other = str(uuid.uuid4())
-    response = fleet.select(request_spec(), uuids=[other, instance])
-    assert response.status_code == 409
-    error = response.json()["errors"][0]
-    assert error["code"] == "placement.concurrent_update"
-    assert instance in error["detail"]
-    assert fleet.allocations(other) == {}
-    assert fleet.usages("a")["VCPU"] == 1
+    (source,) = fleet.place(request_spec(), uuids=[instance])
+    before = fleet.allocations(instance)
+    generation = fleet.call("GET", f"/allocations/{instance}", expect=200).json()
+    (destination,) = fleet.place(request_spec(ignore_hosts=[source]), uuids=[instance])
+    assert destination != source
+    held = fleet.allocations(instance)
+    assert set(held) == {fleet.hosts["a"].uuid, fleet.hosts["b"].uuid}
+    source_rp = fleet.hosts[source].uuid
+    assert held[source_rp]["resources"] == before[source_rp]["resources"]
+    assert fleet.usages("a")["VCPU"] == fleet.usages("b")["VCPU"] == 1
+    after = fleet.call("GET", f"/allocations/{instance}", expect=200).json()
+    assert after["consumer_generation"] == generation["consumer_generation"] + 1
+
+
+def test_a_rebuild_check_claims_nothing_and_runs_the_image_filters(fleet: Fleet) -> None:
+    fleet.host("a")
+    fleet.host("b")
+    instance = str(uuid.uuid4())
+    (source,) = fleet.place(request_spec(), uuids=[instance])
+    before = fleet.allocations(instance)
+    rebuild = request_spec(
+        scheduler_hints={"_nova_check_type": ["rebuild"]},
+        force_hosts=[source],
+        force_nodes=[source],
+    )
+    response = fleet.select(rebuild, uuids=[instance])
+    assert response.status_code == 200, response.text
+    ((chosen,),) = response.json()["selections"]
+    assert chosen["host"] == source
+    assert chosen["allocation_request"] is None and chosen["allocation_request_version"] is None
+    assert fleet.allocations(instance) == before
+    xen = {**rebuild, "image": {"properties": {"img_hv_type": "xen"}}}
+    response = fleet.select(xen, uuids=[instance])
+    assert response.status_code == 409, response.text
+    assert "ImagePropertiesFilter" in response.text
+    assert fleet.allocations(instance) == before
 
 
 @pytest.mark.parametrize(

@@ -216,6 +216,44 @@ def test_claim_answers(response: httpx.Response, outcome: Any) -> None:
             placement.claim(CTX, claims)
 
 
+def test_what_a_consumer_holds_and_a_claim_under_its_generation() -> None:
+    """A move: read the consumer's allocations and generation at 1.39, write the
+    doubled-up claim under that generation."""
+    sent: list[Any] = []
+    consumer = str(uuid.uuid4())
+    held_body = {
+        "allocations": {ROOT: {"resources": {"VCPU": 2}, "generation": 4}},
+        "consumer_generation": 3,
+        "project_id": "p",
+        "user_id": "u",
+        "consumer_type": "INSTANCE",
+    }
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.headers["OpenStack-API-Version"] == "placement 1.39"
+        if request.method == "GET":
+            found = request.url.path == f"/allocations/{consumer}"
+            return httpx.Response(200, json=held_body if found else {"allocations": {}})
+        sent.append(json.loads(request.content))
+        return httpx.Response(204)
+
+    placement = client(handler)
+    assert placement.held(CTX, str(uuid.uuid4())) is None
+    held = placement.held(CTX, consumer)
+    assert held is not None
+    assert (held.allocations, held.generation, held.project_id) == ({ROOT: {"VCPU": 2}}, 3, "p")
+    # A sharing provider both hosts use keeps the source's amount (Nova's doubling up).
+    destination = AllocationRequest({GPU0: {"VCPU": 2}, ROOT: {"VCPU": 5}}, {"": (GPU0,)})
+    merged = held.doubled_up(destination)
+    assert merged.allocations == {ROOT: {"VCPU": 2}, GPU0: {"VCPU": 2}}
+    placement.claim(CTX, [Claim(consumer, merged, "p", "u", generation=held.generation)])
+    assert sent[0][consumer]["consumer_generation"] == 3
+    assert sent[0][consumer]["allocations"] == {
+        ROOT: {"resources": {"VCPU": 2}},
+        GPU0: {"resources": {"VCPU": 2}},
+    }
+
+
 def test_unreachable_placement_is_service_unavailable() -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)

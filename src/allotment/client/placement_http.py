@@ -27,6 +27,7 @@ from allotment.scheduler.placement import (
     Claim,
     ClaimConflict,
     ConstraintCount,
+    Held,
     Offer,
     PlacementFunnel,
     PlacementRejected,
@@ -219,7 +220,7 @@ class HttpPlacementClient:
                 "allocations": claim.allocation_request.to_dict()["allocations"],
                 "project_id": claim.project_id,
                 "user_id": claim.user_id,
-                "consumer_generation": None,
+                "consumer_generation": claim.generation,
                 "consumer_type": claim.consumer_type,
             }
             for claim in claims
@@ -250,6 +251,28 @@ class HttpPlacementClient:
             )
             if response.status_code not in (204, 404):
                 raise self._unavailable("delete an instance's allocations", response)
+
+    def held(self, ctx: RequestContext, consumer: str) -> Held | None:
+        response = self.transport.request(
+            "GET",
+            f"/allocations/{consumer}",
+            microversion=MICROVERSION,
+            shown_as="/allocations/{instance}",
+        )
+        if response.status_code != 200:
+            raise self._unavailable("read an instance's allocations", response)
+        body = response.json()
+        if not body.get("allocations"):
+            return None
+        return Held(
+            {
+                rp: {rc: int(n) for rc, n in alloc["resources"].items()}
+                for rp, alloc in body["allocations"].items()
+            },
+            int(body["consumer_generation"]),
+            str(body.get("project_id", "")),
+            str(body.get("user_id", "")),
+        )
 
     # -- host manager support -------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from allotment.scheduler.placement import (
     Claim,
     ClaimConflict,
     ConstraintCount,
+    Held,
     Offer,
     PlacementFunnel,
     PlacementRejected,
@@ -197,7 +198,7 @@ class LocalPlacementClient:
                 allocations=claim.allocation_request.allocations,
                 project_id=claim.project_id,
                 user_id=claim.user_id,
-                generation=None,
+                generation=claim.generation,
                 consumer_type=claim.consumer_type,
             )
             for claim in claims
@@ -216,6 +217,19 @@ class LocalPlacementClient:
             for consumer in consumers:
                 with contextlib.suppress(errors.NotFound):
                     self.service.delete_allocations(consumer)
+
+    def held(self, ctx: RequestContext, consumer: str) -> Held | None:
+        with _database_errors():
+            found = self.service.get_consumer_allocations(consumer)
+        if not found:
+            return None
+        allocations: dict[str, dict[str, int]] = {}
+        for allocation in found:
+            allocations.setdefault(allocation.provider_uuid, {})[allocation.resource_class] = (
+                allocation.used
+            )
+        owner = found[0].consumer
+        return Held(allocations, owner.generation, owner.project_id, owner.user_id)
 
     def root_providers(self, ctx: RequestContext) -> list[tuple[str, str]]:
         with _database_errors():

@@ -12,7 +12,12 @@ from typing import Any
 from allotment.context import RequestContext
 from allotment.scheduler.cycle.driver import Cycle
 from allotment.scheduler.cycle.ranking import HostChoice
-from allotment.scheduler.placement import ALLOCATION_REQUEST_VERSION, AllocationRequest, Offer
+from allotment.scheduler.placement import (
+    ALLOCATION_REQUEST_VERSION,
+    AllocationRequest,
+    Held,
+    Offer,
+)
 from allotment.scheduler.resource_request import ResourceRequest
 
 
@@ -23,16 +28,18 @@ class Selection:
     host: str
     nodename: str
     compute_node_uuid: str
-    allocation_request: AllocationRequest
-    allocation_request_version: str = ALLOCATION_REQUEST_VERSION
+    # None: nothing to claim (a rebuild check answers the host the instance is on).
+    allocation_request: AllocationRequest | None
+    allocation_request_version: str | None = ALLOCATION_REQUEST_VERSION
     limits: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        request = self.allocation_request
         return {
             "host": self.host,
             "nodename": self.nodename,
             "compute_node_uuid": self.compute_node_uuid,
-            "allocation_request": self.allocation_request.to_dict(),
+            "allocation_request": None if request is None else request.to_dict(),
             "allocation_request_version": self.allocation_request_version,
             "limits": self.limits,
         }
@@ -93,3 +100,5 @@ class Decision:
     cycle: Cycle
     ledger: Ledger
     picks: list[Pick]
+    # Instances that held allocations before their claim (a move), and what they held.
+    moved: dict[str, Held] = field(default_factory=dict)

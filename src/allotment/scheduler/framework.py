@@ -228,6 +228,9 @@ class HostFilter(abc.ABC):
 
     # Nova's flag: the answer cannot change between the instances of one request.
     run_filter_once_per_request: ClassVar[bool] = False
+    # Nova's RUN_ON_REBUILD: asked during a rebuild check (policy about the image, not
+    # usage of the host the instance is already on).
+    run_on_rebuild: ClassVar[bool] = False
     # The answer for a host depends only on that host and the request, so after an instance
     # is placed only the chosen host needs asking again. False: ask about every alive host.
     host_local: ClassVar[bool] = True

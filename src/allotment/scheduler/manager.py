@@ -25,6 +25,7 @@ decided are decided together next, and claimed in one transaction (``coalesce.py
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import logging
 import random
@@ -34,6 +35,8 @@ import uuid as uuidlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from allotment import errors, log
 from allotment.auth import policy
 from allotment.config import Settings
@@ -42,18 +45,22 @@ from allotment.scheduler.coalesce import Coalescer, Pending
 from allotment.scheduler.cycle.driver import Cycle, PreparedRequest
 from allotment.scheduler.cycle.ranking import HostChoice
 from allotment.scheduler.decision import AskPlacement, Decision, Ledger, Pick, Selection
-from allotment.scheduler.explain import Explanation
+from allotment.scheduler.explain import Explanation, Funnel
 from allotment.scheduler.host_manager import HostManager
 from allotment.scheduler.pipeline import Pipeline
 from allotment.scheduler.placement import (
+    AllocationRequest,
+    Candidates,
     Claim,
     ClaimConflict,
+    Held,
     Offer,
     PlacementClient,
     PlacementFunnel,
     PlacementRejected,
 )
 from allotment.scheduler.request import RequestSpec
+from allotment.scheduler.resource_request import ResourceRequest, no_such_host
 from allotment.scheduler.snapshot import HostSnapshot
 
 LOG = logging.getLogger(__name__)
@@ -63,6 +70,8 @@ STAGE_CAPACITY = "placement_capacity"
 STAGE_CLAIM = "claim_conflict"
 # Ranked hosts ``explain`` lists unless asked for another number.
 EXPLAIN_HOSTS = 50
+# Times a move's doubled-up claim is retried when the consumer changed meanwhile.
+MOVE_CLAIM_ATTEMPTS = 3
 
 
 def check_instance_uuids(values: Any) -> list[str]:
@@ -141,6 +150,8 @@ class SchedulerManager:
         with log.request_context(ctx):
             started = time.perf_counter()
             snapshot = self.host_manager.snapshot()
+            if spec.is_rebuild:
+                return self._rebuild_check(spec, snapshot, uuids)
             prepared = self.pipeline.prepare(ctx, spec, snapshot)
             if self.coalescer is not None:
                 pending = Pending(ctx, prepared, snapshot, uuids, user_id, return_alternates)
@@ -204,6 +215,52 @@ class SchedulerManager:
             }
 
     # -- deciding -------------------------------------------------------------------------
+
+    def _rebuild_check(
+        self, spec: RequestSpec, snapshot: HostSnapshot, uuids: list[str]
+    ) -> list[list[Selection]]:
+        """Nova's rebuild check (``_nova_check_type`` = rebuild): may the instance stay on
+        its host with a new image? No request filters, no placement query, no claim: the
+        filters run on the host the request is narrowed to (requested destination, forced
+        host or node), and the answer is that host with nothing to claim."""
+        funnel = Funnel()
+        resources = ResourceRequest.from_spec(spec, self.settings)
+        prepared = PreparedRequest(spec, resources, *self.pipeline.host_requests(spec), funnel)
+        destination = spec.requested_destination
+        host = node = None
+        if destination is not None:
+            host, node = destination.host, destination.node
+        host = host or next(iter(spec.force_hosts), None)
+        node = node or next(iter(spec.force_nodes), None)
+        rows = snapshot.node_rows(host, node) if host or node else range(len(snapshot.uuids))
+        if not rows:
+            raise no_such_host(funnel, host, node)
+        # Free amounts only weigh hosts against each other; placement is not asked.
+        zeros = np.zeros(len(rows), np.float64)
+        hosts = Candidates([snapshot.uuids[r] for r in rows], zeros, zeros.copy(), zeros.copy())
+        cycle = self.pipeline.start(
+            prepared, snapshot, hosts, uuids, now=self.clock(), rng=self.rng
+        )
+        selections = []
+        for uuid in uuids:
+            choice = next(iter(cycle.next_hosts(uuid)), None)
+            if choice is None:
+                raise cycle.no_valid_host()
+            cycle.consume(choice.position, uuid)
+            selections.append(
+                [
+                    Selection(
+                        host=choice.host,
+                        nodename=choice.nodename,
+                        compute_node_uuid=choice.compute_node_uuid,
+                        allocation_request=None,
+                        allocation_request_version=None,
+                        limits=cycle.limits(choice.position),
+                    )
+                ]
+            )
+        LOG.info("rebuild check passed on %s; nothing claimed", selections[0][0].host)
+        return selections
 
     def authorize(self, ctx: RequestContext, rule: str) -> None:
         """Raise Forbidden unless ``ctx`` may ``rule`` (``scheduler:select_destinations`` or
@@ -371,15 +428,8 @@ class SchedulerManager:
                     pick = self._pick(cycle, decision.ledger, uuid, _skipping(ranking, conflicted))
                     claim = self._claim(decision, pick, prepared.spec, user_id)
                     try:
-                        self.placement.claim(ctx, [claim])
+                        self._claim_as_nova(ctx, decision, claim)
                     except ClaimConflict as exc:
-                        if exc.kind == "consumer":
-                            raise errors.Conflict(
-                                f"Instance {uuid} already holds allocations in placement: "
-                                "it was scheduled before. Delete its allocations to schedule "
-                                "it again.",
-                                code=errors.CONCURRENT_UPDATE,
-                            ) from None
                         LOG.info("claim on %s conflicted: %s", pick.choice.host, exc.message)
                         conflicted.append(pick.choice.position)
                         cycle.drop([pick.choice.position], STAGE_CLAIM, reason=exc.message)
@@ -389,11 +439,74 @@ class SchedulerManager:
                 cycle.consume(pick.choice.position, uuid)
                 decision.picks.append(pick)
         except BaseException:
-            self._release(ctx, [p.instance_uuid for p in decision.picks])
+            self._release(ctx, [p.instance_uuid for p in decision.picks], decision.moved)
             raise
         return decision
 
-    def _release(self, ctx: RequestContext, consumers: list[str]) -> None:
+    def _claim_as_nova(self, ctx: RequestContext, decision: Decision, claim: Claim) -> None:
+        """Claim as Nova's ``claim_resources`` does: a consumer that already holds
+        allocations is moving (an evacuation: its source allocations are not on a
+        migration record), so it keeps them and adds the destination's, written under the
+        consumer generation just read. Raises ClaimConflict (kind ``capacity``) when the
+        destination has no room or the consumer kept changing."""
+        try:
+            self.placement.claim(ctx, [claim])
+            return
+        except ClaimConflict as exc:
+            if exc.kind != "consumer":
+                raise
+            conflict = exc
+        for _ in range(MOVE_CLAIM_ATTEMPTS):
+            held = self.placement.held(ctx, claim.consumer)
+            if held is None:  # released meanwhile: a new consumer again
+                attempt = claim
+            else:
+                attempt = dataclasses.replace(
+                    claim,
+                    allocation_request=held.doubled_up(claim.allocation_request),
+                    generation=held.generation,
+                )
+            try:
+                self.placement.claim(ctx, [attempt])
+            except ClaimConflict as exc:
+                if exc.kind != "consumer":
+                    raise
+                conflict = exc
+                continue
+            if held is not None:
+                decision.moved[claim.consumer] = held
+                LOG.info(
+                    "the instance already held allocations on %d provider(s) (a move): "
+                    "claimed the destination next to them",
+                    len(held.allocations),
+                )
+            return
+        raise ClaimConflict(
+            f"the instance's allocations kept changing while claiming: {conflict.message}",
+            "capacity",
+        )
+
+    def _release(
+        self, ctx: RequestContext, consumers: list[str], moved: Mapping[str, Held] | None = None
+    ) -> None:
+        """Drop the claims of a failed request; an instance that was moving gets back
+        exactly what it held before."""
+        moved = moved or {}
+        for uuid, held in moved.items():
+            if uuid not in consumers:
+                continue
+            restore = Claim(
+                consumer=uuid,
+                allocation_request=AllocationRequest(held.allocations, {}),
+                project_id=held.project_id,
+                user_id=held.user_id,
+                generation=held.generation + 1,
+            )
+            try:
+                self.placement.claim(ctx, [restore])
+            except Exception:
+                LOG.exception("could not give a moving instance back its allocations")
+        consumers = [c for c in consumers if c not in moved]
         if not consumers:
             return
         try:

@@ -17,18 +17,42 @@ from allotment.config import PciAlias
 from allotment.errors import InvalidInput
 from allotment.numbers import parse_int
 from allotment.scheduler.records import PciPool
+from allotment.scheduler.request import PciRequest as InstancePciRequest
 
 ALIAS_SPEC = "pci_passthrough:alias"
 # Devices one alias may ask for: each is a request group of its own in placement.
 MAX_DEVICES = 64
 
 
+Spec = tuple[tuple[str, str], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class PciRequest:
     alias: str
     count: int
-    # Pool attributes a device must have: vendor_id, product_id, dev_type, ...
-    spec: tuple[tuple[str, str], ...]
+    # Pool attributes a device must have (vendor_id, product_id, dev_type, ...): a device
+    # matching any one of the specs serves the request.
+    specs: tuple[Spec, ...]
+
+
+def from_request_spec(requests: Sequence[InstancePciRequest]) -> list[PciRequest]:
+    """The PCI requests Nova put in the RequestSpec (``InstancePCIRequests``: the
+    flavor's aliases read with Nova's own ``[pci] alias``, and SR-IOV ports), as its
+    PciPassthroughFilter uses them; each spec's keys are matched against the pool's
+    vendor, product and tags (``dev_type``, ``physical_network``, ...)."""
+    return [
+        PciRequest(
+            request.alias_name or request.requester_id or request.request_id or "",
+            request.count,
+            tuple(
+                tuple((key, str(value)) for key, value in spec.items() if value is not None)
+                for spec in request.spec
+            )
+            or ((),),
+        )
+        for request in requests
+    ]
 
 
 def pci_requests(extra_specs: Mapping[str, str], aliases: Sequence[PciAlias]) -> list[PciRequest]:
@@ -57,11 +81,15 @@ def pci_requests(extra_specs: Mapping[str, str], aliases: Sequence[PciAlias]) ->
             spec.append(("product_id", alias.product_id))
         if alias.device_type:
             spec.append(("dev_type", alias.device_type))
-        requests.append(PciRequest(name, count, tuple(spec)))
+        requests.append(PciRequest(name, count, (tuple(spec),)))
     return requests
 
 
-def _matches(pool: PciPool, spec: tuple[tuple[str, str], ...]) -> bool:
+def _matches(pool: PciPool, specs: tuple[Spec, ...]) -> bool:
+    return any(_matches_one(pool, spec) for spec in specs)
+
+
+def _matches_one(pool: PciPool, spec: Spec) -> bool:
     for key, wanted in spec:
         if key == "vendor_id":
             have: str | None = pool.vendor_id
@@ -81,7 +109,7 @@ def allocate(
     counts = [p.count for p in pools]
     for request in requests:
         needed = request.count
-        matching = [i for i, pool in enumerate(pools) if _matches(pool, request.spec)]
+        matching = [i for i, pool in enumerate(pools) if _matches(pool, request.specs)]
         if sum(counts[i] for i in matching) < needed:
             return None
         for i in matching:

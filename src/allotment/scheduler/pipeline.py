@@ -29,8 +29,9 @@ from allotment.scheduler import plugins
 from allotment.scheduler.cycle.driver import Cycle, PreparedRequest
 from allotment.scheduler.explain import Explanation, Funnel
 from allotment.scheduler.framework import HostFilter, HostWeigher, build_options
-from allotment.scheduler.numa import numa_request
-from allotment.scheduler.pci import pci_requests
+from allotment.scheduler.numa import InstanceCell, NumaRequest, cpu_constraints, numa_request
+from allotment.scheduler.pci import PciRequest, pci_requests
+from allotment.scheduler.pci import from_request_spec as pci_from_spec
 from allotment.scheduler.placement import Candidates
 from allotment.scheduler.request import RequestSpec
 from allotment.scheduler.request_filters import RequestFilter, RequestFilterFailed
@@ -101,9 +102,7 @@ class Pipeline:
         explained NoValidHost when a request filter rules every host out."""
         funnel = Funnel()
         resources = ResourceRequest.from_spec(spec, self.settings)
-        flavor = spec.flavor
-        numa = numa_request(flavor.vcpus, flavor.memory_mb, spec.extra_specs, spec.image_properties)
-        pci = pci_requests(spec.extra_specs, self.settings.pci.alias)
+        numa, pci = self.host_requests(spec)
         for request_filter in self.request_filters:
             try:
                 request_filter.apply(ctx, spec, resources, snapshot, funnel)
@@ -115,6 +114,33 @@ class Pipeline:
                 ) from None
         apply_destination(resources, spec, snapshot, funnel)
         return PreparedRequest(spec, resources, numa, pci, funnel)
+
+    def host_requests(self, spec: RequestSpec) -> tuple[NumaRequest | None, list[PciRequest]]:
+        """What the NUMA and PCI filters check on each host for this request: PCI
+        requests from the spec when it carries them (Nova's), else from the flavor's alias.
+
+        A NUMA topology in the spec (what nova-api computed, and conductor recomputes for
+        a resize) is used as Nova's NUMATopologyFilter uses it: its cells, with the CPU
+        policy the flavor and image give."""
+        flavor = spec.flavor
+        numa = numa_request(flavor.vcpus, flavor.memory_mb, spec.extra_specs, spec.image_properties)
+        topology = spec.numa_topology
+        if topology is not None and topology.cells:
+            cpu = cpu_constraints(flavor.vcpus, spec.extra_specs, spec.image_properties)
+            cells = tuple(
+                InstanceCell(
+                    cell.id,
+                    frozenset(cell.cpuset) | frozenset(cell.pcpuset),
+                    frozenset(cell.pcpuset),
+                    cell.memory,
+                )
+                for cell in topology.cells
+            )
+            numa = NumaRequest(cells, cpu)
+        if spec.pci_requests:
+            # Nova resolved the aliases with its own [pci] alias (and added SR-IOV ports).
+            return numa, pci_from_spec(spec.pci_requests)
+        return numa, pci_requests(spec.extra_specs, self.settings.pci.alias)
 
     def start(
         self,

@@ -164,13 +164,38 @@ class PlacementFunnel:
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """The allocation to write for one instance (the placement consumer)."""
+    """The allocation to write for one instance (the placement consumer).
+
+    ``generation`` None: the consumer must not hold allocations yet (a new instance);
+    otherwise the consumer generation last read (a move that keeps what it holds).
+    """
 
     consumer: str
     allocation_request: AllocationRequest
     project_id: str
     user_id: str
     consumer_type: str = INSTANCE_CONSUMER_TYPE
+    generation: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """What a consumer holds in placement now, and the generation to write it under."""
+
+    allocations: Mapping[str, Mapping[str, int]]
+    generation: int
+    project_id: str
+    user_id: str
+
+    def doubled_up(self, destination: AllocationRequest) -> AllocationRequest:
+        """Nova's move-operation claim (``_move_operation_alloc_request``): everything the
+        consumer holds stays, and the destination's allocations are added on providers it
+        holds nothing on (a sharing provider both hosts use keeps the source's amounts)."""
+        merged = {rp: dict(resources) for rp, resources in self.allocations.items()}
+        for rp, resources in destination.allocations.items():
+            if rp not in self.allocations:
+                merged[rp] = dict(resources)
+        return AllocationRequest(merged, destination.mappings)
 
 
 class ClaimConflict(AllotmentError):
@@ -213,6 +238,10 @@ class PlacementClient(Protocol):
 
     def release(self, ctx: RequestContext, consumers: Sequence[str]) -> None:
         """Remove every allocation of these consumers (those without any are skipped)."""
+        ...
+
+    def held(self, ctx: RequestContext, consumer: str) -> Held | None:
+        """The consumer's allocations and generation; None when it holds none."""
         ...
 
     def root_providers(self, ctx: RequestContext) -> list[tuple[str, str]]:

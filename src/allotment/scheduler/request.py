@@ -231,6 +231,12 @@ class RequestSpec(_Model):
     def extra_specs(self) -> dict[str, str]:
         return self.flavor.extra_specs
 
+    @property
+    def is_rebuild(self) -> bool:
+        """Nova's ``request_is_rebuild``: the ``_nova_check_type`` hint is ``["rebuild"]``
+        (a one-item list; the bare string is accepted too)."""
+        return bool(self.hint("_nova_check_type") == "rebuild")
+
     def hint(self, name: str, default: Any = None) -> Any:
         """A scheduler hint the way Nova reads it: a one-item list is its only item."""
         value = self.scheduler_hints.get(name, default)

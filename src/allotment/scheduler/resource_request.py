@@ -32,6 +32,7 @@ from allotment.scheduler.request import RequestSpec
 from allotment.scheduler.snapshot import HostSnapshot
 
 _KEY = re.compile(r"^(resources|trait)([a-zA-Z0-9_-]{1,64})?:(.*)$")
+_SUFFIX = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 GroupPolicy = Literal["none", "isolate"]
 
 
@@ -153,7 +154,8 @@ class ResourceRequest:
         for trait in spec.image_properties.get("traits_required", []) or []:
             request.unsuffixed.require_trait(str(trait))
         request._pinning(spec)
-        outside = request._pci(spec, settings)
+        outside = request._pci(spec, settings) + request._requested_resources(spec)
+        request._request_level(spec)
         merged = request.merged_resources()
         if orc.VCPU not in merged and orc.PCPU not in merged:
             request.unsuffixed.resources[orc.VCPU] = flavor.vcpus
@@ -244,10 +246,78 @@ class ResourceRequest:
         elif cpu.thread_policy == "require":
             self.unsuffixed.require_trait(os_traits.HW_CPU_HYPERTHREADING)
 
+    def _requested_resources(self, spec: RequestSpec) -> int:
+        """Nova's ``_add_request_group``: each group from outside the flavor (a Neutron
+        port's QoS or SR-IOV request, a Cyborg device profile) is a numbered group whose
+        suffix is its ``requester_id``, so the answer's ``mappings`` tell Nova which
+        provider serves that port or device."""
+        for index, group in enumerate(spec.requested_resources):
+            where = f"requested_resources[{index}]"
+            suffix = group.requester_id
+            if not suffix:
+                raise InvalidInput(
+                    f"{where}: a request group from outside the flavor needs a requester_id "
+                    "(the port or device profile it is for); it becomes the group's suffix."
+                )
+            if not _SUFFIX.match(suffix):
+                raise InvalidInput(
+                    f"{where}: requester_id {suffix!r} cannot be a placement group suffix "
+                    "(1 to 64 of a-z, A-Z, 0-9, _ and -)."
+                )
+            if suffix in self.groups:
+                raise InvalidInput(
+                    f"{where}: requester_id {suffix!r} is already a request group suffix "
+                    "(of the flavor or of another requested resource)."
+                )
+            target = self.group(suffix)
+            for rc, amount in group.resources.items():
+                if amount < 0 or amount > DB_MAX_INT:
+                    raise InvalidInput(
+                        f"{where}.resources.{rc}: amounts are 0 to {DB_MAX_INT}, not {amount}."
+                    )
+                target.resources[rc] = amount
+            for trait in sorted(group.required_traits):
+                target.require_trait(trait)
+            target.forbidden_traits |= set(group.forbidden_traits)
+            target.member_of += [frozenset(item) for item in group.aggregates if item]
+            target.forbidden_aggregates |= set(group.forbidden_aggregates)
+            target.in_tree = group.in_tree
+            if not any(target.resources.values()) and not (
+                target.required_traits
+                or target.forbidden_traits
+                or target.member_of
+                or target.forbidden_aggregates
+            ):
+                raise InvalidInput(
+                    f"{where}: the request group of {suffix!r} asks for nothing (no resources, "
+                    "traits or aggregates)."
+                )
+        return len(spec.requested_resources)
+
+    def _request_level(self, spec: RequestSpec) -> None:
+        """``request_level_params``: root traits and same-subtree groups (Nova's
+        ``RequestLevelParams``), added to what the request filters put there."""
+        params = spec.request_level_params
+        if params is None:
+            return
+        self.root_required |= set(params.root_required)
+        self.root_forbidden |= set(params.root_forbidden)
+        for suffixes in params.same_subtree:
+            unknown = [s for s in suffixes if s not in self.groups]
+            if unknown:
+                raise InvalidInput(
+                    f"request_level_params.same_subtree names request groups that do not "
+                    f"exist: {', '.join(unknown)}."
+                )
+            self.same_subtree.append(frozenset(suffixes))
+
     def _pci(self, spec: RequestSpec, settings: Settings) -> int:
-        """With ``pci_in_placement``, one request group per requested device."""
+        """With ``pci_in_placement``, one request group per requested device. A spec
+        with Nova's PCI requests has its groups in ``requested_resources`` already."""
+        if not settings.filter_scheduler.pci_in_placement or spec.pci_requests:
+            return 0
         requests = pci_requests(spec.extra_specs, settings.pci.alias)
-        if not settings.filter_scheduler.pci_in_placement or not requests:
+        if not requests:
             return 0
         aliases = {a.name: a for a in settings.pci.alias}
         added = 0
@@ -287,12 +357,28 @@ def apply_destination(
             uuids = frozenset(u.strip() for u in item.split(",") if u.strip())
             if uuids:
                 request.require_aggregates(uuids)
+        if destination.forbidden_aggregates:
+            # member_of=!in: on the unsuffixed group, as Nova adds them.
+            request.unsuffixed.forbidden_aggregates |= set(destination.forbidden_aggregates)
+            funnel.record(
+                "forbidden_aggregates",
+                "request_filter",
+                forbidden_aggregates=sorted(destination.forbidden_aggregates),
+            )
     if spec.force_hosts:
         host = host or spec.force_hosts[0]
     if spec.force_nodes:
         node = node or spec.force_nodes[0]
     if host or node:
         rows = snapshot.node_rows(host, node)
+        if not rows and host is not None:
+            # Nova looks hosts up in its database, whose collation ignores case.
+            rows = [
+                row
+                for name in snapshot.rows_of_host
+                if name.lower() == host.lower()
+                for row in snapshot.node_rows(name, node)
+            ]
         if not rows:
             raise no_such_host(funnel, host, node)
         if len(rows) == 1:

@@ -25,9 +25,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.conftest import IN_CI
+from tests.conftest import IN_CI, LiveServer
+from tests.fleet import Fleet
 
 HERE = Path(__file__).resolve().parent
 CONSTRAINTS = HERE / "constraints.txt"
@@ -162,3 +164,104 @@ def rabbit_url() -> Iterator[str]:
         yield f"rabbit://guest:guest@{RABBIT}/{vhost}"
     finally:
         _rabbitmqctl("delete_vhost", vhost)
+
+
+# -- a cloud: allotment serving Nova's RPC API, hosts, and Nova's SchedulerAPI -------------
+
+CELL = "3d6ea4a4-3a2b-4d5e-9a8b-6f1c2d3e4f50"
+
+
+def flavor(vcpus: int = 2, memory_mb: int = 2048, root_gb: int = 10) -> dict[str, Any]:
+    return {
+        "$obj": "Flavor",
+        "name": f"f{vcpus}",
+        "flavorid": str(vcpus),
+        "vcpus": vcpus,
+        "memory_mb": memory_mb,
+        "root_gb": root_gb,
+        "ephemeral_gb": 0,
+        "swap": 0,
+        "extra_specs": {},
+    }
+
+
+def spec(vcpus: int = 2, **fields: Any) -> dict[str, Any]:
+    return {
+        "$obj": "RequestSpec",
+        "project_id": "p1",
+        "user_id": "u1",
+        "flavor": flavor(vcpus),
+        "num_instances": 1,
+        "is_bfv": False,
+        "scheduler_hints": {},
+        **fields,
+    }
+
+
+def context(**extra: Any) -> dict[str, Any]:
+    return {
+        "user_id": "u1",
+        "project_id": "p1",
+        "roles": ["member", "reader"],
+        "request_id": f"req-{uuid.uuid4()}",
+        "global_request_id": f"req-{uuid.uuid4()}",
+        **extra,
+    }
+
+
+class Cloud:
+    def __init__(
+        self, server: LiveServer, fleet: Fleet, nova: NovaDriver, url: str, database: Path
+    ) -> None:
+        self.server, self.fleet, self.nova, self.url = server, fleet, nova, url
+        self.database = database
+
+    def rpc(
+        self,
+        *calls: dict[str, Any],
+        upgrade_level: str | None = None,
+        rpc_response_timeout: int = 30,
+    ) -> list[Any]:
+        request = {
+            "transport_url": self.url,
+            "placement_url": self.server.url,
+            "upgrade_level": upgrade_level,
+            "rpc_response_timeout": rpc_response_timeout,
+            "calls": calls,
+        }
+        answers: list[Any] = self.nova.run(request, timeout=180)
+        return answers
+
+    def log(self) -> str:
+        return self.server.log_path.read_text()
+
+
+@pytest.fixture
+def cloud(tmp_path: Path, rabbit_url: str, nova_python: Path) -> Iterator[Cloud]:
+    nova_conf = tmp_path / "nova.conf"
+    nova_conf.write_text(f"[DEFAULT]\ntransport_url = {rabbit_url}\nhost = sched-test\n")
+    settings = tmp_path / "allotment.toml"
+    settings.write_text(f'[nova]\ncell_uuid = "{CELL}"\n[scheduler]\nmax_attempts = 3\n')
+    database = tmp_path / "live.sqlite"
+    server = LiveServer(
+        f"sqlite:///{database}",
+        tmp_path / "state",
+        "--config",
+        str(settings),
+        "--nova-config",
+        str(nova_conf),
+    )
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            fleet = Fleet(http)
+            for name in ("h1", "h2", "h3"):
+                fleet.host(name, vcpus=8, ram=16384, disk=200)
+            nova = NovaDriver(nova_python, "scheduler_rpc.py")
+            yield Cloud(server, fleet, nova, rabbit_url, database)
+    finally:
+        server.stop()
+
+
+def selections(answer: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    assert "result" in answer, answer
+    return [[s["fields"] for s in choices] for choices in answer["result"]]

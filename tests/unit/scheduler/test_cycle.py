@@ -65,8 +65,13 @@ def test_forced_hosts_skip_the_filters() -> None:
     )
     body = spec(force_hosts=["a"])
     assert cloud.passing(body, "ComputeFilter") == {"a"}
-    body = spec(force_hosts=["a"], scheduler_hints={"_nova_check_type": "rebuild"})
-    assert cloud.passing(body, "ComputeFilter") == set()
+    # A rebuild check runs the filters on the forced host, but (Nova's RUN_ON_REBUILD) only
+    # those about the image: not the host's usage or service state.
+    body = spec(force_hosts=["a"], scheduler_hints={"_nova_check_type": ["rebuild"]})
+    assert cloud.passing(body, "ComputeFilter") == {"a"}
+    xen = {**body, "image": {"properties": {"img_hv_type": "xen"}}}
+    assert cloud.passing(xen, "ComputeFilter", "ImagePropertiesFilter") == set()
+    assert cloud.passing({**xen, "scheduler_hints": {}}, "ImagePropertiesFilter") == {"a"}
 
 
 def test_force_nodes() -> None:

@@ -488,6 +488,19 @@ class TestNUMATopology:
         assert self.passing(2, 1024, **isolate) == {"two-cells", "no-smt"}
         assert "two-cells" not in self.passing(3, 1024, **isolate)
 
+    def test_the_request_specs_own_topology_is_used(self) -> None:
+        """Nova's RequestSpec.numa_topology (cpuset shared, pcpuset pinned, memory in MB)
+        decides, even when the flavor says nothing about NUMA."""
+        cells = [
+            {"id": 0, "cpuset": [0, 1], "memory": 2048},
+            {"id": 1, "cpuset": [2, 3], "memory": 2048},
+        ]
+        body = spec(flavor={"vcpus": 4, "memory_mb": 4096}, numa_topology={"cells": cells})
+        assert self.cloud().passing(body, "NUMATopologyFilter") == {"two-cells"}
+        one = [{"id": 0, "cpuset": [0, 1], "memory": 6000}]
+        body = spec(flavor={"vcpus": 2, "memory_mb": 6000}, numa_topology={"cells": one})
+        assert self.cloud().passing(body, "NUMATopologyFilter") == {"no-smt", "pinned-full"}
+
     def test_consumption_within_a_request(self) -> None:
         cloud = Cloud()
         cloud.host(
@@ -540,6 +553,23 @@ class TestPciPassthrough:
     def test_unknown_alias_is_400(self) -> None:
         with pytest.raises(InvalidInput, match="unknown PCI alias 'tpu'"):
             self.passing("tpu:1")
+
+    def test_the_request_specs_pci_requests_are_used_as_nova_resolved_them(self) -> None:
+        """Nova sends InstancePCIRequests: the flavor's alias read with Nova's own alias
+        config (unknown here: not looked up) and SR-IOV ports by physnet-free specs; a
+        device matching any spec of a request serves it."""
+        extra = {"pci_passthrough:alias": "nova-only:1"}
+        vf = {"count": 2, "spec": [{"vendor_id": "8086", "dev_type": "type-VF"}]}
+        body = spec(flavor={"extra_specs": extra}, pci_requests=[vf])
+        assert self.cloud().passing(body, "PciPassthroughFilter") == {"vfs"}
+        either = {
+            "count": 2,
+            "spec": [{"vendor_id": "10de", "product_id": "1db4"}, {"vendor_id": "8086"}],
+        }
+        body = spec(pci_requests=[either])
+        assert self.cloud().passing(body, "PciPassthroughFilter") == {"gpus", "vfs"}
+        body = spec(pci_requests=[{**vf, "count": 5}])
+        assert self.cloud().passing(body, "PciPassthroughFilter") == set()
 
     def test_devices_are_consumed_within_a_request(self) -> None:
         cloud = self.cloud()

@@ -186,6 +186,79 @@ def test_pci_in_placement_adds_one_group_per_device() -> None:
     assert request.group_policy == "none"
 
 
+PORT = "5b7a1e52-39d4-4c1b-9b0e-2f7c1d2e3a4b"
+
+
+def port_group(**fields: Any) -> dict[str, Any]:
+    return {
+        "requester_id": PORT,
+        "resources": {"NET_BW_EGR_KILOBIT_PER_SEC": 1000},
+        "required_traits": ["CUSTOM_PHYSNET_PUBLIC"],
+        **fields,
+    }
+
+
+def test_requested_resources_are_groups_named_by_their_requester() -> None:
+    request = translate(
+        spec(
+            requested_resources=[
+                port_group(
+                    forbidden_traits=["CUSTOM_SLOW"],
+                    aggregates=[["a1", "a2"]],
+                    forbidden_aggregates=["a3"],
+                    in_tree="rp-1",
+                )
+            ],
+            flavor={"extra_specs": {"resources1:VGPU": "1"}},
+        )
+    )
+    group = request.groups[PORT]
+    assert group.resources == {"NET_BW_EGR_KILOBIT_PER_SEC": 1000}
+    assert group.required_traits == [frozenset({"CUSTOM_PHYSNET_PUBLIC"})]
+    assert group.forbidden_traits == {"CUSTOM_SLOW"}
+    assert group.member_of == [frozenset({"a1", "a2"})]
+    assert group.forbidden_aggregates == {"a3"} and group.in_tree == "rp-1"
+    # One numbered group from the flavor, one from outside: Nova's default policy.
+    assert request.group_policy == "none"
+
+
+@pytest.mark.parametrize(
+    ("group", "message"),
+    [
+        ({"requester_id": None}, "needs a requester_id"),
+        ({"requester_id": "a port"}, "cannot be a placement group suffix"),
+        ({"requester_id": "1"}, "already a request group suffix"),
+        ({"resources": {}, "required_traits": []}, "asks for nothing"),
+        ({"resources": {"VGPU": -1}}, "amounts are 0 to"),
+    ],
+)
+def test_bad_requested_resources_are_400(group: dict[str, Any], message: str) -> None:
+    body = spec(
+        requested_resources=[port_group(**group)],
+        flavor={"extra_specs": {"resources1:VGPU": "1"}},
+    )
+    with pytest.raises(InvalidInput, match=message):
+        translate(body)
+
+
+def test_request_level_params() -> None:
+    request = translate(
+        spec(
+            requested_resources=[port_group()],
+            flavor={"extra_specs": {"resources1:VGPU": "1", "group_policy": "none"}},
+            request_level_params={
+                "root_required": ["CUSTOM_A"],
+                "root_forbidden": ["CUSTOM_B"],
+                "same_subtree": [["1", PORT]],
+            },
+        )
+    )
+    assert "CUSTOM_A" in request.root_required and "CUSTOM_B" in request.root_forbidden
+    assert request.same_subtree == [frozenset({"1", PORT})]
+    with pytest.raises(InvalidInput, match="do not exist: 2"):
+        translate(spec(request_level_params={"same_subtree": [["2"]]}))
+
+
 class TestDestination:
     def apply(self, cloud: Cloud, body: dict[str, Any]) -> ResourceRequest:
         parsed = parse_request_spec(body)
@@ -215,6 +288,10 @@ class TestDestination:
     def test_unknown_host(self) -> None:
         with pytest.raises(NoValidHost, match="No such host"):
             self.apply(self.cloud(), spec(force_hosts=["elsewhere"]))
+
+    def test_forbidden_aggregates_join_the_unsuffixed_group(self) -> None:
+        body = spec(requested_destination={"forbidden_aggregates": ["x", "y"]})
+        assert self.apply(self.cloud(), body).groups[""].forbidden_aggregates == {"x", "y"}
 
     def test_aggregates_are_anded_lists_of_any_of(self) -> None:
         request = self.apply(self.cloud(), spec(requested_destination={"aggregates": ["a,b", "c"]}))

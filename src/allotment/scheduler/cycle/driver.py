@@ -124,6 +124,10 @@ class Cycle(CycleView):
         self._removed: IntArray | None = None
         self._alive: IntArray = np.arange(self.size)
         self._filtered: IntArray = self._alive
+        if self.spec.is_rebuild:
+            # Nova's rebuild check asks only the filters about the image, not about the
+            # usage of the host the instance is already on.
+            filters = [f for f in filters if f.run_on_rebuild]
         self._filters = [f for f in filters if f.prepare(self)]
         self._skip_filters = bool(
             (self.spec.force_hosts or self.spec.force_nodes)

@@ -95,6 +95,7 @@ class AggregateImagePropertiesIsolation(AggregateSetFilter):
 
     options_type = ImageIsolationOptions
     options: ImageIsolationOptions
+    run_on_rebuild = True
     reason_code = "aggregate_image_props"
 
     def prepare(self, view: HostView) -> bool:

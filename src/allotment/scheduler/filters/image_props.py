@@ -114,6 +114,7 @@ class ImagePropertiesOptions:
 class ImagePropertiesFilter(HostFilter):
     options_type = ImagePropertiesOptions
     options: ImagePropertiesOptions
+    run_on_rebuild = True
     run_filter_once_per_request = True
     reason_code = "image_props"
 

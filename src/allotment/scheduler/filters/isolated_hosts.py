@@ -21,6 +21,7 @@ class IsolatedHostsOptions:
 class IsolatedHostsFilter(HostFilter):
     options_type = IsolatedHostsOptions
     options: IsolatedHostsOptions
+    run_on_rebuild = True
     run_filter_once_per_request = True
     reason_code = "isolation"
 

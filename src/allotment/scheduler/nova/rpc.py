@@ -255,13 +255,14 @@ class SchedulerEndpoint:
         cell: Callable[[str], str],
         zone: Callable[[str], str | None],
     ) -> objects.NovaSelection:
+        request = selection.allocation_request  # None: a rebuild check, nothing to claim
         return objects.NovaSelection(
             service_host=selection.host,
             nodename=selection.nodename,
             compute_node_uuid=selection.compute_node_uuid,
             cell_uuid=cell(selection.compute_node_uuid),
-            allocation_request=selection.allocation_request.to_dict(),
-            allocation_request_version=NOVA_ALLOCATION_REQUEST_VERSION,
+            allocation_request=None if request is None else request.to_dict(),
+            allocation_request_version=None if request is None else NOVA_ALLOCATION_REQUEST_VERSION,
             limits=selection.limits,
             availability_zone=zone(selection.compute_node_uuid),
         )

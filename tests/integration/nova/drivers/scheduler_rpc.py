@@ -6,7 +6,11 @@ Reads one JSON object on stdin: ``{"transport_url", "upgrade_level" (optional),
 "rpc_response_timeout" (optional), "placement_url" (optional), "calls": [...]}``; each
 call is (``claim_resources``: Nova's own ``scheduler.utils.claim_resources``, as conductor
 claims an alternate)
-``{"method", "context": {...}, ...arguments}``, objects as ``novaobj`` builds them. Writes
+``{"method", "context": {...}, ...arguments}``, objects as ``novaobj`` builds them
+(``move_allocations``: Nova's report client moving allocations to a migration record, as
+conductor does before a resize or migration; ``select_destinations`` with
+``fill_provider_mapping``: also Nova's ``fill_provider_mapping`` on the first Selection,
+answered as ``{"selections", "provider_uuids": {requester_id: [...]}}``). Writes
 one JSON list: per call ``{"result": ...}`` (Selections read back as JSON) or
 ``{"error": {"class", "module", "message"}}``.
 """
@@ -46,12 +50,30 @@ def call(api, item):
     ctxt = context.RequestContext(**item.get("context", {}))
     method = item["method"]
     if method == "select_destinations":
-        return api.select_destinations(
+        spec = build(item["spec"])
+        found = api.select_destinations(
             ctxt,
-            build(item["spec"]),
+            spec,
             item.get("instance_uuids"),
             return_objects=item.get("return_objects", False),
             return_alternates=item.get("return_alternates", False),
+        )
+        if not item.get("fill_provider_mapping"):
+            return found
+        # What conductor does with the chosen host: each requested group learns the
+        # providers that serve it, from the Selection's mappings.
+        utils.fill_provider_mapping(spec, found[0][0])
+        return {
+            "selections": found,
+            "provider_uuids": {
+                group.requester_id: list(group.provider_uuids) for group in spec.requested_resources
+            },
+        }
+    if method == "move_allocations":
+        # What conductor does before a resize or migration: the source host's
+        # allocations move from the instance to the migration record.
+        return report.report_client_singleton().move_allocations(
+            ctxt, item["source"], item["target"]
         )
     if method == "claim_resources":
         # What conductor does with an alternate when a build is rescheduled.
