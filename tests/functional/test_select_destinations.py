@@ -148,7 +148,8 @@ def test_a_batch_is_all_or_nothing(fleet: Fleet) -> None:
     assert response.status_code == 409
     error = response.json()["errors"][0]
     assert error["code"] == "allotment.no_valid_host"
-    assert error["explanation"]["instance"] == 3
+    # One numbering, from 1: the fourth instance is "instance 4" in the summary and the JSON.
+    assert error["explanation"]["instance"] == 4
     assert (
         "for instance 4: stage placement_capacity left no host (the instances placed"
         in (error["explanation"]["summary"])
