@@ -90,7 +90,12 @@ class RedactingFormatter(logging.Formatter):
 
 
 # What a LogRecord has whatever was logged; anything else on it came from ``extra``.
-_RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+# (uvicorn's color_message is its message again, with terminal colours.)
+_RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 _ID_FIELDS = ("request_id", "global_request_id", "user_id", "project_id")
 
 

@@ -212,7 +212,7 @@ class SchedulerManager:
             summary = f"{len(uuids)} instance(s) can be placed."
             return {
                 "result": "ok",
-                "explanation": Explanation(summary, funnel).to_dict(),
+                "explanation": Explanation(summary, funnel, refused=False).to_dict(),
                 "instances": _placed(decision),
                 "hosts": ranked,
             }

@@ -500,7 +500,7 @@ class Cycle(CycleView):
                 asking = asking[:_EXPLAIN_SLOW_FILTERS_ON]
             ok, _ = _verdict(host_filter.passes(self, pos[asking]))
             reached[asking[~ok]] = k
-        dropped = np.fromiter((int(p) in self._dropped for p in pos), np.bool_, len(pos))
+        dropped = np.isin(pos, np.fromiter(self._dropped, np.int64, len(self._dropped)))
         # A host that passed every filter and was not dropped is alive: not a miss.
         rank = np.where(dropped, passed_all + 1, reached)
         candidates = np.flatnonzero((reached < passed_all) | dropped)
