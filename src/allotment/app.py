@@ -1,7 +1,9 @@
 """The application factory: builds the services from settings and assembles both HTTP APIs.
 
 ``/`` and below: the Placement API. ``/scheduler/v1`` (configurable): the scheduler API.
-Every request passes the context middleware first (request id, authentication).
+``/healthz``, ``/readyz`` and ``/metrics``: the operator's (``observe.py``).
+Every request is observed (metrics, access line), then passes the context middleware
+(request id, authentication).
 """
 
 from __future__ import annotations
@@ -22,10 +24,10 @@ from starlette.datastructures import State
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from allotment import errors, openapi, process
+from allotment import errors, metrics, openapi, process
 from allotment.auth import conformance, policy
 from allotment.auth.base import Authenticator
-from allotment.auth.middleware import ContextMiddleware
+from allotment.auth.middleware import PUBLIC_PATHS, ContextMiddleware
 from allotment.auth.noauth import NoAuth
 from allotment.auth.tokens import TokenAuth, TokenStore
 from allotment.client.http import HttpTransport
@@ -38,6 +40,8 @@ from allotment.db import migrate
 from allotment.db.database import Database, utcnow
 from allotment.health import Health
 from allotment.limits import LimitsMiddleware
+from allotment.metrics import Metrics
+from allotment.observe import Endpoints, ObserveMiddleware
 from allotment.periodic import PeriodicTask
 from allotment.placement.api.middleware import MicroversionMiddleware
 from allotment.placement.api.routes import build_router
@@ -50,7 +54,7 @@ from allotment.scheduler.host_manager import HostManager
 from allotment.scheduler.manager import SchedulerManager
 from allotment.scheduler.pipeline import Pipeline
 from allotment.scheduler.placement import PlacementClient
-from allotment.web import JSON, dumps, error_response
+from allotment.web import JSON, dumps, error_response, set_route
 
 LOG = logging.getLogger(__name__)
 OPENAPI_PATH = "/openapi.json"
@@ -147,6 +151,7 @@ class Services:
     scheduler: SchedulerManager | None = None
     background: list[Background] = field(default_factory=list)
     health: Health = field(default_factory=Health)
+    metrics: Metrics = field(default_factory=Metrics)
 
     def start(self) -> None:
         for task in self.background:
@@ -158,6 +163,9 @@ class Services:
         if isinstance(self.placement_client, HttpPlacementClient):
             self.placement_client.close()
         self.db.dispose()
+        # A worker that ends cleanly takes its live gauges out of the sums itself (the
+        # supervisor does it for one that died: metrics.worker_exited).
+        metrics.worker_exited(os.getpid())
 
 
 def build_placement_client(settings: Settings, placement: PlacementService) -> PlacementClient:
@@ -208,6 +216,7 @@ def build_services(settings: Settings) -> Services:
     tokens: TokenStore | None = None
     authenticator: Authenticator
     health = Health()
+    observed = Metrics(settings)
     background: list[Background] = [
         prune_change_log_task(db, settings.placement.change_log_retention_s),
         # Builds the capacity index at start-up, then follows other processes' writes.
@@ -254,7 +263,16 @@ def build_services(settings: Settings) -> Services:
             else None
         ),
     )
-    scheduler = SchedulerManager(settings, host_manager, pipeline, client)
+    scheduler = SchedulerManager(settings, host_manager, pipeline, client, metrics=observed)
+    # Every process says how far behind it is, so a scrape answered by any worker shows
+    # the worst of them.
+    background.append(
+        PeriodicTask(
+            "metrics-lag",
+            1.0,
+            lambda: observed.record_lag(placement.index, host_manager),
+        )
+    )
     background.append(
         HostCacheTasks(
             host_manager,
@@ -297,6 +315,7 @@ def build_services(settings: Settings) -> Services:
         scheduler=scheduler,
         background=background,
         health=health,
+        metrics=observed,
     )
 
 
@@ -377,22 +396,42 @@ class AllotmentApp:
         self._scheduler = scheduler
         self._placement = placement
         self._openapi = dumps(openapi.document(services.settings.server.scheduler_prefix))
+        self._endpoints = Endpoints(
+            services.settings,
+            services.db,
+            services.metrics,
+            services.placement.index,
+            services.host_manager,
+        )
+        public = PUBLIC_PATHS | self._endpoints.public()
         # The error layer wraps authentication too: a token lookup can meet a database
         # that is down, and that is a 503 like any other request's.
         handler: ASGIApp = ErrorMiddleware(
-            ContextMiddleware(self._dispatch, services.authenticator), services.health
+            ContextMiddleware(
+                self._dispatch,
+                services.authenticator,
+                is_public=lambda scope: scope["path"] in public,
+            ),
+            services.health,
         )
         cors = services.settings.cors
         if cors.allowed_origin:
             # Outside authentication: browsers send preflight requests without credentials.
             handler = CorsMiddleware(handler, cors)
-        # Outermost: an oversized or slow request is refused before any other work.
-        self._handler = LimitsMiddleware(handler, services.settings.limits)
+        # An oversized or slow request is refused before any other work; outermost of all,
+        # the observer, so refusals are counted too.
+        self._handler = ObserveMiddleware(
+            LimitsMiddleware(handler, services.settings.limits), services.metrics
+        )
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         if path == OPENAPI_PATH and scope["method"] in ("GET", "HEAD"):
+            set_route(scope, OPENAPI_PATH)
             await Response(self._openapi, media_type=JSON)(scope, receive, send)
+            return
+        if path in self._endpoints.paths():
+            await self._endpoints(scope, receive, send)
             return
         if self._scheduler is not None and (
             path == self.prefix or path.startswith(self.prefix + "/")

@@ -145,7 +145,8 @@ def _server_options(settings: Settings) -> dict[str, Any]:
         "host": settings.server.host,
         "port": settings.server.port,
         "log_config": None,
-        "access_log": settings.logging.access_log,
+        # Our own access line (log.ACCESS, [logging] access_log) replaces uvicorn's.
+        "access_log": False,
         "server_header": False,
         "http": httpserver.configure(settings.limits),
         "timeout_graceful_shutdown": settings.server.graceful_timeout,
@@ -184,10 +185,12 @@ def _serve(settings: Settings) -> int:
 
 
 def _serve_workers(settings: Settings) -> int:
-    from allotment import supervisor
+    from allotment import metrics, supervisor
 
     sock = supervisor.bind_socket(settings.server.host, settings.server.port)
     parent = os.getpid()
+    # Before the fork: the workers' metric files go to a fresh directory a scrape sums.
+    metrics.prepare_multiprocess(settings.server.state_dir)
 
     def worker_main(index: int, sock: socket.socket, ready: Callable[[], None]) -> int:
         return _worker(settings, index, parent, sock, ready)
@@ -197,6 +200,7 @@ def _serve_workers(settings: Settings) -> int:
         settings.server.workers,
         worker_main,
         graceful_timeout=settings.server.graceful_timeout,
+        on_exit=metrics.worker_exited,
     ).run()
 
 
@@ -218,7 +222,9 @@ def _worker(
     from allotment import supervisor
     from allotment.app import build_services, create_app
 
-    log.setup(settings.logging.level, access_log=settings.logging.access_log)
+    log.setup(
+        settings.logging.level, access_log=settings.logging.access_log, fmt=settings.logging.format
+    )
     signal.signal(signal.SIGTERM, _stop_starting_worker)
     services = build_services(settings)
     options = _server_options(settings)
@@ -306,7 +312,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return sim_main(args)
     try:
         settings = _settings(args)
-        log.setup(settings.logging.level, access_log=settings.logging.access_log)
+        log.setup(
+            settings.logging.level,
+            access_log=settings.logging.access_log,
+            fmt=settings.logging.format,
+        )
         if args.command == "serve":
             return _serve(settings)
         if args.command == "db":

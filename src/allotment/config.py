@@ -371,8 +371,39 @@ class FilterSchedulerConfig(Section):
         return _check_options(value, "image_props_weight_setting")
 
 
+class CapacityFlavor(Section):
+    """A flavor whose free capacity ``/metrics`` reports per availability zone
+    (``allotment_capacity_instances{flavor, az}``): how many more instances of it fit."""
+
+    name: str = Field(min_length=1, max_length=255)
+    vcpus: int = Field(0, ge=0)
+    memory_mb: int = Field(0, ge=0)
+    disk_gb: int = Field(0, ge=0)
+    # Other resource classes the flavor asks for, as its ``resources:<CLASS>`` extra
+    # specs would (e.g. {VGPU = 1}); a class set here wins over vcpus/memory_mb/disk_gb.
+    resources: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("resources")
+    @classmethod
+    def _classes(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, amount in value.items():
+            if not re.fullmatch(r"[A-Z0-9_]+", name):
+                raise ValueError(f"{name!r} is not a resource class name (A-Z, 0-9, _)")
+            if amount < 0:
+                raise ValueError(f"{name}: {amount} is negative")
+        return value
+
+    def amounts(self) -> dict[str, int]:
+        """Resource class -> amount one instance takes (zero amounts left out)."""
+        found = {"VCPU": self.vcpus, "MEMORY_MB": self.memory_mb, "DISK_GB": self.disk_gb}
+        found.update(self.resources)
+        return {rc: n for rc, n in found.items() if n > 0}
+
+
 class MetricsConfig(Section):
-    """Nova's ``[metrics]`` options (MetricsFilter, MetricsWeigher)."""
+    """Nova's ``[metrics]`` options (MetricsFilter, MetricsWeigher), and the Prometheus
+    endpoint's (``auth``, ``capacity_flavors``): one section, as both are "metrics" to an
+    operator and no name is shared."""
 
     # MetricsWeigher: multiplier of the weighed metrics.
     weight_multiplier: float = 1.0
@@ -383,11 +414,32 @@ class MetricsConfig(Section):
     required: bool = True
     # MetricsWeigher: weight of a host missing a metric when `required` is false.
     weight_of_unavailable: float = -10000.0
+    # Who may read GET /metrics. "token": the caller must authenticate like any API
+    # request (the configured [auth] strategy) and hold the admin, service or reader role;
+    # "none": anyone who can reach the port (a scraper on a private network). The default
+    # is "token": host names, flavor capacity and error rates describe the cloud.
+    auth: Literal["none", "token"] = "token"
+    # Flavors whose free capacity per availability zone /metrics reports, computed from
+    # the capacity index in one pass at scrape time, e.g.
+    # capacity_flavors = [{name = "m1.small", vcpus = 1, memory_mb = 2048, disk_gb = 20}]
+    capacity_flavors: list[CapacityFlavor] = Field(default_factory=list, max_length=100)
 
     @field_validator("weight_setting")
     @classmethod
     def _weight_setting(cls, value: list[str]) -> list[str]:
         return _check_options(value, "weight_setting")
+
+    @field_validator("capacity_flavors")
+    @classmethod
+    def _named_once(cls, value: list[CapacityFlavor]) -> list[CapacityFlavor]:
+        names = [f.name for f in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"flavor names listed twice: {', '.join(dupes)}")
+        empty = [f.name for f in value if not f.amounts()]
+        if empty:
+            raise ValueError(f"flavors that ask for no resources: {', '.join(empty)}")
+        return value
 
 
 class PciAlias(Section):
@@ -477,8 +529,13 @@ class LimitsConfig(Section):
 class LoggingConfig(Section):
     # DEBUG, INFO, WARNING or ERROR.
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    # Log every HTTP request (uvicorn's access log).
+    # One line per request at INFO (logger allotment.access): method, path, route
+    # template, status, duration in ms, request and global request ids, user and project.
     access_log: bool = False
+    # "text": one human line per record. "json": one JSON object per line (time, level,
+    # logger, message, request_id, global_request_id, user_id, project_id, and the access
+    # line's method, path, route, status, duration_ms) for log pipelines.
+    format: Literal["text", "json"] = "text"
 
     @field_validator("level", mode="before")
     @classmethod

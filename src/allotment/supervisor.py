@@ -127,9 +127,12 @@ class Supervisor:
         worker_main: WorkerMain,
         *,
         graceful_timeout: float,
+        on_exit: Callable[[int], None] | None = None,
     ) -> None:
         self.sock = sock
         self.worker_main = worker_main
+        # Told the pid of every worker that exited (metrics.worker_exited).
+        self.on_exit = on_exit
         self.graceful_timeout = graceful_timeout
         self.workers = [Worker(index) for index in range(workers)]
         self._hup = False
@@ -242,6 +245,8 @@ class Supervisor:
             worker = next((w for w in self.workers if w.pid == pid), None)
             if worker is None:
                 continue
+            if self.on_exit is not None:
+                self.on_exit(pid)
             if worker.ready_fd >= 0:
                 os.close(worker.ready_fd)
                 worker.ready_fd = -1
@@ -337,6 +342,8 @@ class Supervisor:
                     _, status = os.waitpid(worker.pid, 0)
                     how = describe_exit(status)
                     LOG.info("worker %d (pid %d) %s", worker.index, worker.pid, how)
+                    if self.on_exit is not None:
+                        self.on_exit(worker.pid)
                 worker.pid = 0
 
 

@@ -56,6 +56,14 @@ def status_of(exc: errors.AllotmentError) -> int:
     return 500
 
 
+def set_route(scope: Any, template: str) -> None:
+    """Name the route template a request matched (what metrics and the access line show:
+    ``/resource_providers/{uuid}``, never the raw path)."""
+    state = scope.get("state")
+    if isinstance(state, dict):
+        state["route"] = template
+
+
 def dumps(data: Any) -> bytes:
     return orjson.dumps(data)
 

@@ -148,7 +148,8 @@ def test_a_batch_is_all_or_nothing(fleet: Fleet) -> None:
     assert response.status_code == 409
     error = response.json()["errors"][0]
     assert error["code"] == "allotment.no_valid_host"
-    assert error["explanation"]["instance"] == 3
+    # One numbering, from 1: the fourth instance is "instance 4" in the summary and the JSON.
+    assert error["explanation"]["instance"] == 4
     assert (
         "for instance 4: stage placement_capacity left no host (the instances placed"
         in (error["explanation"]["summary"])
@@ -626,3 +627,72 @@ def test_each_filter_stage_counts_its_rejections_per_reason(make_fleet: MakeFlee
         assert compute["reasons"] == {"disabled": 3, "down": 2}
         assert (io_ops["before"], io_ops["after"], io_ops["reasons"]) == (1, 0, {"io_ops": 1})
         assert explanation["emptied_by"] == {"stage": "IoOpsFilter", "kind": "filter"}
+
+
+def test_the_one_line_tally_names_every_reason_and_the_real_blocker(fleet: Fleet) -> None:
+    """kube-scheduler's line: every host counted once, by the stage and reason that left
+    it out; the closest misses are the hosts that got furthest (anti-affinity here), not
+    the five down hosts an earlier filter removed."""
+    services = fleet.services  # type: ignore[attr-defined]
+    real_clock = services.host_manager.clock
+    services.host_manager.clock = lambda: real_clock() - 600
+    for i in range(5):
+        fleet.host(f"stale{i}")
+    services.host_manager.clock = real_clock
+    for name in ("a", "b", "c"):
+        fleet.host(name)
+    fleet.host("small1", vcpus=1)
+    fleet.host("small2", vcpus=1)
+    fleet.host("z2a")
+    fleet.host("z2b")
+    zone1 = ["a", "b", "c", "small1", "small2"] + [f"stale{i}" for i in range(5)]
+    fleet.aggregate("zone1", zone1, availability_zone="az1")
+    fleet.aggregate("zone2", ["z2a", "z2b"], availability_zone="az2")
+    spec = request_spec(
+        flavor=flavor(vcpus=2),
+        availability_zone="az1",
+        instance_group={"policy": "anti-affinity"},
+    )
+    response = fleet.select(spec, 4)
+    assert response.status_code == 409
+    explanation = response.json()["errors"][0]["explanation"]
+    line = "0/12 hosts: 5 down, 3 anti-affinity, 2 VCPU short, 2 not in az1"
+    assert explanation["tally"]["line"] == line
+    assert explanation["summary"] == (
+        "No valid host was found for instance 4: ServerGroupAntiAffinityFilter removed the "
+        f"last 1 of 12 candidate hosts. {line}."
+    )
+    assert explanation["instance"] == 4
+    assert explanation["tally"]["blocker"] == "anti_affinity"
+    reasons = {(r["stage"], r["code"]): r["hosts"] for r in explanation["tally"]["reasons"]}
+    assert reasons == {
+        ("ComputeFilter", "down"): 5,
+        ("ServerGroupAntiAffinityFilter", "anti_affinity"): 3,
+        ("placement", "resources:VCPU"): 2,
+        ("placement", "member_of"): 2,
+    }
+    # Placement's drop is counted per constraint although it offered hosts.
+    placement = next(s for s in explanation["stages"] if s["stage"] == "placement")
+    assert (placement["before"], placement["after"]) == (12, 8)
+    misses = explanation["closest_misses"]
+    assert {m["host"] for m in misses[:3]} == {"a", "b", "c"}
+    assert all(m["stopped_by"] == "ServerGroupAntiAffinityFilter" for m in misses[:3])
+    assert all(m["stopped_by"] == "ComputeFilter" for m in misses[3:])
+
+
+def test_capacity_earlier_instances_took_is_named_by_resource_class(fleet: Fleet) -> None:
+    fleet.host("a", vcpus=2, ram=65536)
+    fleet.host("b", vcpus=8, ram=1024)
+    response = fleet.select(request_spec(flavor=flavor(vcpus=1, memory_mb=1024)), 4)
+    assert response.status_code == 409
+    explanation = response.json()["errors"][0]["explanation"]
+    assert explanation["instance"] == 4
+    assert explanation["tally"]["line"] == (
+        "0/2 hosts: 1 MEMORY_MB taken by earlier instances, 1 VCPU taken by earlier instances"
+    )
+    stage = explanation["stages"][-1]
+    assert stage["stage"] == "placement_capacity"
+    assert stage["reasons"] == {"VCPU": 1, "MEMORY_MB": 1}
+    taken = [m["failed_filters"][-1] for m in explanation["closest_misses"]]
+    assert {t["filter"] for t in taken} == {"placement_capacity"}
+    assert {t["reason"].rpartition(": ")[2] for t in taken} == {"VCPU", "MEMORY_MB"}

@@ -255,7 +255,7 @@ def test_workers_serve_one_database_with_several_servers(
         answered = {
             int(m["pid"])
             for m in _lines(workers)
-            if m["name"] == "uvicorn.access" and "select_destinations" in m["message"]
+            if m["name"] == "allotment.access" and "select_destinations" in m["message"]
         }
         assert answered == set(pids), answered
     finally:

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from allotment import errors
+from allotment import errors, log
 from allotment.client import HttpTransport
 from allotment.client.placement_http import HttpPlacementClient, query_params
 from allotment.context import RequestContext
@@ -327,3 +327,21 @@ def test_aggregate_membership_is_changed_with_generations() -> None:
     assert state["aggregates"] == ["other", "agg"]
     puts = [body for method, body in calls if method == "PUT"]
     assert [p["resource_provider_generation"] for p in puts] == [3, 4]
+
+
+def test_the_global_request_id_is_passed_on_else_our_own() -> None:
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("x-openstack-request-id"))
+        return httpx.Response(200, json={"resource_providers": []})
+
+    placement = client(handler)
+    caller = f"req-{uuid.uuid4()}"
+    with_global = RequestContext(request_id=f"req-{uuid.uuid4()}", global_request_id=caller)
+    alone = RequestContext(request_id=f"req-{uuid.uuid4()}")
+    with log.request_context(with_global):
+        placement.root_providers(with_global)
+    with log.request_context(alone):
+        placement.root_providers(alone)
+    assert seen == [caller, alone.request_id]

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import httpx
 
 from allotment import __version__, errors
-from allotment.log import REQUEST_ID
+from allotment.log import global_request_id
 
 LOG = logging.getLogger(__name__)
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
@@ -88,9 +88,10 @@ class HttpTransport:
         version = microversion or self.microversion
         if version:
             headers["openstack-api-version"] = f"{self.service_type} {version}"
-        request_id = REQUEST_ID.get()
+        request_id = global_request_id()
         if request_id != "-":
-            # Lets the remote service log our request id next to its own.
+            # The operation's id (the caller's global request id, else ours): the remote
+            # service logs it as its global request id, next to its own.
             headers["x-openstack-request-id"] = request_id
         attempt = 0
         reauthenticated = False

@@ -30,7 +30,7 @@ from allotment.scheduler.host_manager import HostManager
 from allotment.scheduler.manager import MAX_INSTANCES, SchedulerManager
 from allotment.scheduler.records import AggregateBody, HostRecord, HostReport, InstanceInfo, parse
 from allotment.scheduler.request import RequestSpec, parse_request_spec
-from allotment.web import JSON, dumps, error_response, status_of
+from allotment.web import JSON, dumps, error_response, set_route, status_of
 
 LOG = logging.getLogger(__name__)
 Handler = Callable[["SchedulerAPI", RequestContext, dict[str, str], Any], Response]
@@ -252,7 +252,7 @@ class SchedulerAPI:
         self.manager = manager
         self.prefix = prefix.rstrip("/")
         self.routes = [
-            (method, re.compile(re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path)), handler)
+            (method, re.compile(re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path)), path, handler)
             for method, path, handler in ROUTES
         ]
 
@@ -273,10 +273,11 @@ class SchedulerAPI:
     async def _dispatch(self, request: Request, ctx: RequestContext, path: str) -> Response:
         method = request.method
         allowed = []
-        for route_method, pattern, handler in self.routes:
+        for route_method, pattern, template, handler in self.routes:
             found = pattern.fullmatch(path)
             if found is None:
                 continue
+            set_route(request.scope, self.prefix + template)
             if route_method != method:
                 allowed.append(route_method)
                 continue

@@ -83,6 +83,18 @@ class Ledger:
                 return index
         return None
 
+    def short_of(self, host: int) -> str:
+        """The resource class the room ran out of on the host (earlier instances of this
+        request, or of the batch, took it): the first its first allocation request no
+        longer finds."""
+        free, taken, base = self.offer.free, self.taken, self.base
+        for index in self.offer.requests_of(host):
+            for rp, resources in self.request(index).allocations.items():
+                for rc, amount in resources.items():
+                    if free(rp, rc) - base.get((rp, rc), 0) - taken.get((rp, rc), 0) < amount:
+                        return rc
+        return "capacity"
+
     def take(self, index: int) -> None:
         for rp, resources in self.request(index).allocations.items():
             for rc, amount in resources.items():

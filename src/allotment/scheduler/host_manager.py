@@ -123,8 +123,9 @@ class _Records:
     hosts: dict[str, HostRecord] = field(default_factory=dict)
     aggregates: dict[str, Aggregate] = field(default_factory=dict)
     instances: dict[str, dict[str, InstanceInfo]] = field(default_factory=dict)
-    # The position in scheduler_changes these records were read at.
+    # The position in scheduler_changes these records were read at, and when.
     seq: int = 0
+    read_at: float | None = None
 
 
 class HostManager:
@@ -165,6 +166,9 @@ class HostManager:
         # when written, so catching up skips them).
         self._seq = 0
         self._own: set[int] = set()
+        # When (time.time()) this process last had applied the whole change log; None
+        # until loaded. /readyz and the lag metric read it.
+        self.caught_up_at: float | None = None
 
     # -- reading ------------------------------------------------------------------------
 
@@ -175,6 +179,7 @@ class HostManager:
             self._install(records)
 
     def _read(self) -> _Records:
+        started = time.time()
         with self.db.read() as conn:
             seq = store.latest_change(conn)
             hosts, aggregates, instances = store.load(conn)
@@ -183,11 +188,13 @@ class HostManager:
             aggregates={a.uuid: a for a in aggregates},
             instances=instances,
             seq=seq,
+            read_at=started,
         )
 
     def _install(self, records: _Records) -> None:
         self._records = records
         self._seq = records.seq
+        self.caught_up_at = records.read_at
         self._own.clear()
         self._generation += 1
         self._snapshot = self._build(records)
@@ -704,6 +711,7 @@ class HostManager:
         applied = 0
         with self._write_lock:
             while True:
+                started = time.time()
                 with self.db.read() as conn:
                     found = store.changes_since(conn, self._seq, _BATCH)
                     if found and found[0].seq > self._seq + 1:
@@ -728,6 +736,7 @@ class HostManager:
                         self._install(records)
                     return applied
                 if not found:
+                    self.caught_up_at = started
                     return applied
                 with self._lock:
                     self._apply_fresh(fresh)
@@ -735,6 +744,7 @@ class HostManager:
                     self._own = {s for s in self._own if s > self._seq}
                 applied += fresh.changes
                 if len(found) < _BATCH:
+                    self.caught_up_at = started
                     return applied
 
     def _read_changes(self, conn: Connection, found: Sequence[store.Change]) -> _Fresh:

@@ -41,6 +41,7 @@ from allotment import errors, log
 from allotment.auth import policy
 from allotment.config import Settings
 from allotment.context import RequestContext
+from allotment.metrics import Metrics
 from allotment.scheduler.coalesce import Coalescer, Pending
 from allotment.scheduler.cycle.driver import Cycle, PreparedRequest
 from allotment.scheduler.cycle.ranking import HostChoice
@@ -107,8 +108,10 @@ class SchedulerManager:
         *,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics or Metrics(settings)
         self.host_manager = host_manager
         self.pipeline = pipeline
         self.placement = placement
@@ -149,18 +152,31 @@ class SchedulerManager:
             )
         with log.request_context(ctx):
             started = time.perf_counter()
-            snapshot = self.host_manager.snapshot()
-            if spec.is_rebuild:
-                return self._rebuild_check(spec, snapshot, uuids)
-            prepared = self.pipeline.prepare(ctx, spec, snapshot)
-            if self.coalescer is not None:
-                pending = Pending(ctx, prepared, snapshot, uuids, user_id, return_alternates)
-                decision, selections = self.coalescer.decide(pending)
-            else:
-                with self._deciding:
-                    decision = self._decide_and_claim(ctx, prepared, snapshot, uuids, user_id)
-                selections = self._selections(decision, return_alternates)
+            try:
+                snapshot = self.host_manager.snapshot()
+                if spec.is_rebuild:
+                    rebuilt = self._rebuild_check(spec, snapshot, uuids)
+                    self.metrics.selected("selected", time.perf_counter() - started, 0)
+                    return rebuilt
+                prepared = self.pipeline.prepare(ctx, spec, snapshot)
+                if self.coalescer is not None:
+                    pending = Pending(ctx, prepared, snapshot, uuids, user_id, return_alternates)
+                    decision, selections = self.coalescer.decide(pending)
+                else:
+                    with self._deciding:
+                        decision = self._decide_and_claim(ctx, prepared, snapshot, uuids, user_id)
+                    selections = self._selections(decision, return_alternates)
+            except errors.NoValidHost as exc:
+                self.no_valid_host(exc, started)
+                raise
+            except errors.AllotmentError as exc:
+                self.metrics.selected(_outcome(exc), time.perf_counter() - started)
+                raise
+            except Exception:
+                self.metrics.selected("error", time.perf_counter() - started)
+                raise
             claimed = decision.picks
+            self.metrics.selected("selected", time.perf_counter() - started, len(claimed))
             LOG.info(
                 "placed %d instance(s) for project %s on %d host(s) in %.1f ms",
                 len(uuids),
@@ -209,10 +225,18 @@ class SchedulerManager:
             summary = f"{len(uuids)} instance(s) can be placed."
             return {
                 "result": "ok",
-                "explanation": Explanation(summary, funnel).to_dict(),
+                "explanation": Explanation(summary, funnel, refused=False).to_dict(),
                 "instances": _placed(decision),
                 "hosts": ranked,
             }
+
+    def no_valid_host(self, exc: errors.NoValidHost, started: float) -> None:
+        """Count and log a NoValidHost once, at INFO, by its one-line summary (which names
+        no instance): every front door's refusal passes here."""
+        explanation = exc.extra.get("explanation") or {}
+        self.metrics.selected("no_valid_host", time.perf_counter() - started)
+        self.metrics.refused(explanation)
+        LOG.info("%s", exc.message)
 
     # -- deciding -------------------------------------------------------------------------
 
@@ -281,6 +305,16 @@ class SchedulerManager:
                 prepared, summary, error=exc.message, where=self.placement.where
             ) from None
         if offer.total_requests:
+
+            def placement_counts() -> tuple[int | None, dict[str, Any]]:
+                # Only if the request then fails: which constraint left out how many.
+                try:
+                    counted = self.placement.explain(ctx, request)
+                except errors.AllotmentError as exc:
+                    return None, {"method": f"counts not available: {exc.message}"}
+                return counted.considered, counted.detail()
+
+            prepared.funnel.placement_counts = placement_counts
             prepared.funnel.record(
                 "placement",
                 "placement",
@@ -320,17 +354,20 @@ class SchedulerManager:
         """The first host of the ranking that still has room for an allocation request;
         hosts found full leave the cycle."""
         full: list[int] = []
+        short: list[str] = []
         try:
             for choice in ranking:
                 request = ledger.fitting(choice.candidate)
                 if request is not None:
                     return Pick(uuid, choice, request)
                 full.append(choice.position)
+                short.append(ledger.short_of(choice.candidate))
         finally:
             if full:
                 cycle.drop(
                     full,
                     STAGE_CAPACITY,
+                    why=short,
                     reason="the instances placed before this one took the room placement offered",
                 )
         raise cycle.no_valid_host()
@@ -399,6 +436,8 @@ class SchedulerManager:
             self.placement.claim(ctx, claims)
             return decision
         except ClaimConflict as exc:
+            self.metrics.conflict(exc.kind)
+            self.metrics.retry("one_by_one")
             LOG.info(
                 "claiming %d instance(s) at once conflicted (%s); claiming one by one on "
                 "fresh candidates",
@@ -430,6 +469,8 @@ class SchedulerManager:
                     try:
                         self._claim_as_nova(ctx, decision, claim)
                     except ClaimConflict as exc:
+                        self.metrics.conflict(exc.kind)
+                        self.metrics.retry("next_host")
                         LOG.info("claim on %s conflicted: %s", pick.choice.host, exc.message)
                         conflicted.append(pick.choice.position)
                         cycle.drop([pick.choice.position], STAGE_CLAIM, reason=exc.message)
@@ -559,6 +600,17 @@ class SchedulerManager:
             }
             for rank, (i, choice) in enumerate(enumerate(head), start=1)
         ]
+
+
+def _outcome(exc: errors.AllotmentError) -> str:
+    """The metrics outcome of a refused select_destinations."""
+    if isinstance(exc, errors.ServiceUnavailable):
+        return "unavailable"
+    if isinstance(exc, errors.Conflict):
+        return "conflict"
+    if isinstance(exc, errors.InvalidInput | errors.Forbidden | errors.Unauthorized):
+        return "invalid"
+    return "error"
 
 
 def _placed(decision: Decision | None) -> list[dict[str, Any]]:

@@ -27,7 +27,7 @@ from allotment.context import RequestContext
 from allotment.errors import NoValidHost
 from allotment.scheduler import plugins
 from allotment.scheduler.cycle.driver import Cycle, PreparedRequest
-from allotment.scheduler.explain import Explanation, Funnel
+from allotment.scheduler.explain import Explanation, Funnel, with_tally
 from allotment.scheduler.framework import HostFilter, HostWeigher, build_options
 from allotment.scheduler.numa import InstanceCell, NumaRequest, cpu_constraints, numa_request
 from allotment.scheduler.pci import PciRequest, pci_requests
@@ -173,5 +173,6 @@ class Pipeline:
         ``before`` is how many providers placement considered, ``detail`` which resource
         class, trait or aggregate removed how many."""
         prepared.funnel.record("placement", "placement", before, 0, **detail)
+        summary = with_tally(summary, prepared.funnel)
         explanation = Explanation(summary, prepared.funnel)
         return NoValidHost(summary, explanation=explanation.to_dict())

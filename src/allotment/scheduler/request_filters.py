@@ -116,12 +116,19 @@ class MapAzToPlacementAggregate(RequestFilter):
         uuids = {a.uuid for a in snapshot.aggregates_with(AZ_METADATA_KEY, zone)}
         if uuids:
             request.require_aggregates(uuids)
-            funnel.record(self.name, "request_filter", member_of=sorted(uuids))
+            funnel.record(
+                self.name, "request_filter", member_of=sorted(uuids), availability_zone=zone
+            )
             return
         if zone == self.settings.scheduler.default_availability_zone:
             zoned = {a.uuid for a in snapshot.aggregates_with(AZ_METADATA_KEY)}
             request.unsuffixed.forbidden_aggregates |= zoned
-            funnel.record(self.name, "request_filter", forbidden_aggregates=sorted(zoned))
+            funnel.record(
+                self.name,
+                "request_filter",
+                forbidden_aggregates=sorted(zoned),
+                availability_zone=zone,
+            )
             return
         raise RequestFilterFailed(
             f"Availability zone {zone!r} does not exist: no aggregate has {AZ_METADATA_KEY}={zone}"

@@ -127,12 +127,15 @@ def test_later_instances_only_record_stages_that_removed_hosts() -> None:
     with pytest.raises(NoValidHost, match="for instance 3") as caught:
         cycle.next_hosts()
     stages = caught.value.extra["explanation"]["stages"]
-    assert [(s["stage"], s.get("instance", 0), s["after"]) for s in stages[1:]] == [
-        ("ComputeFilter", 0, 2),
-        ("IoOpsFilter", 0, 2),
-        ("IoOpsFilter", 1, 1),
-        ("IoOpsFilter", 2, 0),
+    # Instances are numbered from 1 (the first's stages leave the number out), as in the
+    # summary.
+    assert [(s["stage"], s.get("instance", 1), s["after"]) for s in stages[1:]] == [
+        ("ComputeFilter", 1, 2),
+        ("IoOpsFilter", 1, 2),
+        ("IoOpsFilter", 2, 1),
+        ("IoOpsFilter", 3, 0),
     ]
+    assert caught.value.extra["explanation"]["instance"] == 3
 
 
 def test_consumption_moves_the_next_instance_elsewhere() -> None:

@@ -12,7 +12,7 @@ from starlette.types import Receive, Scope, Send
 from allotment import errors
 from allotment.placement import microversions as mv
 from allotment.placement.api.http import Endpoint, mv_or_min
-from allotment.web import error_response
+from allotment.web import error_response, set_route
 
 _PARAM = re.compile(r"\{(\w+)\}")
 
@@ -24,26 +24,29 @@ def _compile(template: str) -> re.Pattern[str]:
 class Router:
     def __init__(self, routes: Sequence[tuple[str, Mapping[str, Endpoint]]]) -> None:
         self._static: dict[str, Mapping[str, Endpoint]] = {}
-        self._dynamic: list[tuple[re.Pattern[str], Mapping[str, Endpoint]]] = []
+        self._dynamic: list[tuple[re.Pattern[str], str, Mapping[str, Endpoint]]] = []
         for template, methods in routes:
             if "{" in template:
-                self._dynamic.append((_compile(template), methods))
+                self._dynamic.append((_compile(template), template, methods))
             else:
                 self._static[template] = methods
 
-    def match(self, path: str) -> tuple[Mapping[str, Endpoint], dict[str, str]] | None:
+    def match(self, path: str) -> tuple[Mapping[str, Endpoint], dict[str, str], str] | None:
+        """The endpoints of ``path``, its parameters and the template it matched."""
         methods = self._static.get(path)
         if methods is not None:
-            return methods, {}
-        for pattern, methods in self._dynamic:
+            return methods, {}, path
+        for pattern, template, methods in self._dynamic:
             found = pattern.fullmatch(path)
             if found:
-                return methods, found.groupdict()
+                return methods, found.groupdict(), template
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         found = self.match(scope["path"] or "/")
         method = scope["method"]
+        if found is not None:
+            set_route(scope, found[2])
         if found is None:
             exc: errors.AllotmentError = errors.NotFound("The resource could not be found.")
         elif method not in found[0]:
@@ -51,7 +54,7 @@ class Router:
                 "The method specified is not allowed for this resource.", sorted(found[0])
             )
         else:
-            endpoints, params = found
+            endpoints, params, _ = found
             scope["path_params"] = params
             response = await endpoints[method](Request(scope, receive))
             await response(scope, receive, send)

@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Collection, Mapping
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+
+import numpy as np
 
 from allotment.db.database import Database
 from allotment.placement.candidates import CandidateSet, Need, Query, collect, search
@@ -28,7 +31,7 @@ from allotment.placement.candidates.explain import Step
 from allotment.placement.candidates.explain import explain as explain_query
 from allotment.placement.candidates.resolve import provider_mask
 from allotment.placement.index import loader
-from allotment.placement.index.capacity import IndexState
+from allotment.placement.index.capacity import IndexState, IntArray
 from allotment.placement.model import Inventory, Provider
 from allotment.placement.store import changes
 from allotment.placement.store.catalog import Catalog
@@ -49,6 +52,9 @@ class CapacityIndex:
         self.state = IndexState()
         self.seq = 0  # change-log position applied
         self.loaded = False
+        # When (time.time()) this process last had applied the whole change log; None
+        # until the first build. /readyz and the lag metric read it.
+        self.caught_up_at: float | None = None
         # Sequence numbers of this process's writes already applied by after_commit.
         self._own: set[int] = set()
 
@@ -61,6 +67,7 @@ class CapacityIndex:
         with self._refresh_lock:
             if unless_loaded and self.loaded:  # built meanwhile by another thread
                 return
+            started = time.time()
             facts = loader.read_all(self.db)
             state = IndexState.build(facts)
             with self.lock:
@@ -68,6 +75,7 @@ class CapacityIndex:
                 self.seq = facts.seq
                 self._own.clear()
                 self.loaded = True
+                self.caught_up_at = started
         LOG.info(
             "capacity index built: %d providers, %d resource classes, %d traits, %d aggregates "
             "(change-log position %d)",
@@ -94,6 +102,52 @@ class CapacityIndex:
                     raise
 
     # -- locked queries (the only way in for callers: state and lock stay private) ------
+
+    def instances_that_fit(
+        self, flavors: Sequence[Mapping[str, int]], excluded_trait: str | None = None
+    ) -> tuple[list[str], IntArray]:
+        """How many more instances of each flavor (resource class -> amount) fit on each
+        root provider: ``(root uuids, counts)`` with counts shaped (flavors, roots). An
+        instance takes each class whole from one provider of the tree (as the unsuffixed
+        request group does), so a tree counts ``sum(free // amount)`` per class over the
+        providers whose min/max unit and step admit the amount, and the flavor the
+        smallest of those. Roots with ``excluded_trait`` count 0. One vectorized pass per
+        flavor and class."""
+        with self.lock:
+            state = self.state
+            n = state.size
+            alive = state.alive[:n]
+            roots = np.flatnonzero(alive & (state.parent[:n] < 0))
+            position = np.full(n, -1, np.int64)
+            position[roots] = np.arange(len(roots))
+            of_root = np.where(alive, position[np.maximum(state.root[:n], 0)], -1)
+            counts = np.zeros((len(flavors), len(roots)), np.int64)
+            for f, amounts in enumerate(flavors):
+                fit = np.full(len(roots), np.iinfo(np.int64).max, np.int64)
+                for name, amount in amounts.items():
+                    rc_id = self.catalog.resource_classes.id_of(name)
+                    if rc_id is None or rc_id not in state.rc_col:
+                        fit[:] = 0
+                        break
+                    col = state.rc_col[rc_id]
+                    ok = state.inv[col, :n] & (of_root >= 0)
+                    ok &= state.min_unit[col, :n] <= amount
+                    ok &= state.max_unit[col, :n] >= amount
+                    ok &= (amount % state.step[col, :n]) == 0
+                    rows = np.flatnonzero(ok)
+                    per_tree = np.zeros(len(roots), np.int64)
+                    np.add.at(
+                        per_tree, of_root[rows], np.maximum(state.free[col, rows], 0) // amount
+                    )
+                    fit = np.minimum(fit, per_tree)
+                counts[f] = fit if amounts else 0
+            trait_id = (
+                self.catalog.traits.id_of(excluded_trait) if excluded_trait is not None else None
+            )
+            if trait_id is not None and len(roots):
+                counts[:, state.any_trait((trait_id,))[roots]] = 0
+            uuids = [str(u) for u in state.uuids[roots]]
+        return uuids, counts
 
     def provider_ids_having(self, need: Need) -> set[int]:
         """Ids of the providers that satisfy ``need`` on their own (``resources=`` etc.)."""
@@ -231,6 +285,7 @@ class CapacityIndex:
             self.rebuild()
             return
         while True:
+            started = time.time()
             with self.db.read() as conn:
                 found = changes.since(conn, self.seq, limit=_BATCH)
                 pruned = bool(found) and found[0].seq > self.seq + 1
@@ -246,6 +301,7 @@ class CapacityIndex:
                 self.rebuild()
                 return
             if not found:
+                self.caught_up_at = started
                 return
             with self.lock:
                 own = set(self._own)
@@ -263,4 +319,5 @@ class CapacityIndex:
                 self.seq = max(self.seq, found[-1].seq)
                 self._own = {s for s in self._own if s > self.seq}
             if len(found) < _BATCH:
+                self.caught_up_at = started
                 return

@@ -26,7 +26,14 @@ from allotment.scheduler import numa as numa_fit
 from allotment.scheduler import pci
 from allotment.scheduler.cycle.ranking import HostChoice, Ranking, Scores
 from allotment.scheduler.cycle.view import CycleView
-from allotment.scheduler.explain import CLOSEST_MISSES, Explanation, Funnel, Miss, Rejection
+from allotment.scheduler.explain import (
+    CLOSEST_MISSES,
+    Explanation,
+    Funnel,
+    Miss,
+    Rejection,
+    with_tally,
+)
 from allotment.scheduler.framework import HostFilter, HostWeigher, Verdict, WeigherFailed
 from allotment.scheduler.numa import NumaRequest
 from allotment.scheduler.pci import PciRequest
@@ -122,6 +129,9 @@ class Cycle(CycleView):
         self.index = -1
         self._dirty: list[int] = []
         self._removed: IntArray | None = None
+        # Hosts taken out of the request after passing the filters: position -> (stage,
+        # why), for the closest misses.
+        self._dropped: dict[int, tuple[str, str]] = {}
         self._alive: IntArray = np.arange(self.size)
         self._filtered: IntArray = self._alive
         if self.spec.is_rebuild:
@@ -163,7 +173,12 @@ class Cycle(CycleView):
             weights = self._scores.totals()
         except WeigherFailed as exc:
             self.funnel.record(
-                "weighers", "weigher", len(self._alive), 0, instance=self.index, error=str(exc)
+                "weighers",
+                "weigher",
+                len(self._alive),
+                0,
+                instance=self.index + 1,
+                error=str(exc),
             )
             raise self.no_valid_host() from None
         options = self.settings.filter_scheduler
@@ -282,7 +297,7 @@ class Cycle(CycleView):
             "filter",
             before,
             after,
-            instance=self.index,
+            instance=self.index + 1,
             reasons=_tally(host_filter, verdict),
         )
 
@@ -358,20 +373,42 @@ class Cycle(CycleView):
             if self._member_counts is not None and instance_uuid in self.group_members:
                 self._member_counts[pos] += 1
 
-    def drop(self, positions: Sequence[int], stage: str, **detail: Any) -> None:
+    def drop(
+        self,
+        positions: Sequence[int],
+        stage: str,
+        *,
+        why: Sequence[str] | None = None,
+        **detail: Any,
+    ) -> None:
         """Take hosts out of the rest of the request: placement capacity that earlier
-        instances used up, or a claim that conflicted. Recorded as one funnel stage."""
+        instances used up, or a claim that conflicted. Recorded as one funnel stage;
+        ``why`` (aligned with ``positions``) is each host's reason code, tallied."""
         wanted = np.unique(np.asarray(positions, np.int64))
         present = wanted[_present(self._alive, wanted)]
         if not len(present):
             return
+        reason = str(detail.get("reason", stage))
+        codes = dict(zip(positions, why, strict=True)) if why is not None else {}
+        reasons: dict[str, int] | None = {} if why is not None else None
+        for pos in present.tolist():
+            code = codes.get(pos)
+            self._dropped[pos] = (stage, f"{reason}: {code}" if code else reason)
+            if reasons is not None and code is not None:
+                reasons[code] = reasons.get(code, 0) + 1
         before = len(self._alive)
         in_sync = len(self._scores.alive) == before
         self._alive = np.setdiff1d(self._alive, present, assume_unique=True)
         if in_sync:
             self._scores.drop(present)
         self.funnel.record(
-            stage, "hosts", before, len(self._alive), instance=max(self.index, 0), **detail
+            stage,
+            "hosts",
+            before,
+            len(self._alive),
+            instance=max(self.index, 0) + 1,
+            reasons=reasons or None,
+            **detail,
         )
 
     def weight_breakdown(self, positions: Sequence[int]) -> dict[str, FloatArray]:
@@ -422,6 +459,7 @@ class Cycle(CycleView):
 
     def explain(self) -> Explanation:
         """Why the current instance found no host, with the hosts that came closest."""
+        self.funnel.count_placement()
         stage = self.funnel.emptied_by()
         # Request filters and placement may not count hosts: the first stage that did.
         total = next((s.before for s in self.funnel.stages if s.before is not None), 0)
@@ -439,33 +477,56 @@ class Cycle(CycleView):
             reason = stage.detail.get("reason")
             because = f" ({reason})" if reason else ""
             summary = f"No valid host was found{which}: stage {stage.name} left no host{because}."
-        return Explanation(summary, self.funnel, self.index, self.closest_misses())
+        summary = with_tally(summary, self.funnel)
+        return Explanation(summary, self.funnel, self.index + 1, self.closest_misses())
 
     def closest_misses(self) -> list[Miss]:
-        """Hosts that reached the filters and failed the fewest of them, with reasons."""
+        """The hosts that got furthest, with every filter they fail and why.
+
+        The filters run in their order over the hosts that reached them, as the decision
+        did: a host that failed a later filter got further than one a first filter
+        stopped, and hosts that passed every filter but were dropped afterwards (capacity
+        taken by earlier instances, a lost claim) furthest of all. So the misses name the
+        stage that really blocked, not the many hosts an early filter removed. Among
+        equals, the fewest failed filters first."""
         pos = self._filtered
-        if not len(pos) or not self._filters:
+        if not len(pos):
             return []
-        failures = np.zeros(len(pos), np.int64)
-        verdicts: list[tuple[HostFilter, IntArray, BoolArray]] = []
-        for host_filter in sorted(self._filters, key=lambda f: not f.vectorized):
-            asked = pos
-            if not host_filter.vectorized and len(pos) > _EXPLAIN_SLOW_FILTERS_ON:
-                asked = pos[np.argsort(failures, kind="stable")[:_EXPLAIN_SLOW_FILTERS_ON]]
-            ok, _ = _verdict(host_filter.passes(self, asked))
-            failures[np.isin(pos, asked[~ok])] += 1
-            verdicts.append((host_filter, asked, ok))
-        order = [i for i in np.argsort(failures, kind="stable").tolist() if failures[i] > 0]
-        misses = []
-        for index in order[:CLOSEST_MISSES]:
+        filters = [] if self._skip_filters else self._filters
+        passed_all = len(filters)
+        reached = np.full(len(pos), passed_all, np.int64)
+        for k, host_filter in enumerate(filters):
+            asking = np.flatnonzero(reached == passed_all)
+            if not len(asking):
+                break
+            if not host_filter.vectorized and len(asking) > _EXPLAIN_SLOW_FILTERS_ON:
+                asking = asking[:_EXPLAIN_SLOW_FILTERS_ON]
+            ok, _ = _verdict(host_filter.passes(self, pos[asking]))
+            reached[asking[~ok]] = k
+        dropped = np.isin(pos, np.fromiter(self._dropped, np.int64, len(self._dropped)))
+        # A host that passed every filter and was not dropped is alive: not a miss.
+        rank = np.where(dropped, passed_all + 1, reached)
+        candidates = np.flatnonzero((reached < passed_all) | dropped)
+        order = candidates[np.argsort(-rank[candidates], kind="stable")]
+        found: list[tuple[int, Miss]] = []
+        for index in order[: CLOSEST_MISSES * 4].tolist():
             p = int(pos[index])
-            rejections = tuple(
+            one = np.array([p], np.int64)
+            rejections = [
                 Rejection(f.name, f.reason(self, p))
-                for f, asked, ok in verdicts
-                if p in asked and not ok[int(np.flatnonzero(asked == p)[0])]
-            )
-            misses.append(Miss(self.host(p), self.nodename(p), rejections))
-        return misses
+                for f in filters
+                if not bool(_verdict(f.passes(self, one))[0][0])
+            ]
+            stopped = filters[int(reached[index])].name if reached[index] < passed_all else ""
+            if p in self._dropped:
+                stage, why = self._dropped[p]
+                rejections.append(Rejection(stage, why))
+                stopped = stopped or stage
+            miss = Miss(self.host(p), self.nodename(p), tuple(rejections), stopped)
+            found.append((int(rank[index]), miss))
+        # Furthest first, then the fewest failed filters.
+        found.sort(key=lambda item: (-item[0], len(item[1].rejections)))
+        return [miss for _, miss in found[:CLOSEST_MISSES]]
 
     def limits(self, pos: int) -> dict[str, Any]:
         """What the request's filters want the chosen host at ``pos`` to enforce (Nova's

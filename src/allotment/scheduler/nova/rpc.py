@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 import uuid as uuidlib
 from collections.abc import Callable
 from pathlib import Path
@@ -181,13 +182,15 @@ class SchedulerEndpoint:
 
     def _unclaimed(self, ctx: RequestContext, spec: Any) -> list[list[objects.NovaSelection]]:
         """4.3: where each of ``num_instances`` would go, claiming nothing."""
+        started = time.perf_counter()
         uuids = [str(uuidlib.uuid4()) for _ in range(spec.num_instances)]
         answer = self.manager.explain(ctx, spec, uuids, hosts=0)
         if answer["result"] != "ok":
             explanation = answer["explanation"]
-            raise self._no_valid_host(
-                errors.NoValidHost(explanation.get("summary", ""), explanation=explanation)
-            )
+            refusal = errors.NoValidHost(explanation.get("summary", ""), explanation=explanation)
+            # A refusal Nova acts on, as select_destinations' own: counted and logged once.
+            self.manager.no_valid_host(refusal, started)
+            raise self._no_valid_host(refusal)
         cell = self._cells(spec)
         zones = self._zones()
         return [
@@ -208,7 +211,8 @@ class SchedulerEndpoint:
 
     def _no_valid_host(self, exc: errors.NoValidHost) -> NoValidHost:
         explanation = exc.extra.get("explanation", {})
-        LOG.info("no valid host: %s", orjson.dumps(explanation).decode())
+        # The summary was logged at INFO by the manager; the whole explanation names hosts.
+        LOG.debug("no valid host: %s", orjson.dumps(explanation).decode())
         return NoValidHost(exc.message.splitlines()[0] if exc.message else "")
 
     def _cells(self, spec: Any) -> Callable[[str], str]:
