@@ -199,7 +199,7 @@ def test_anti_affinity_holds_across_a_batch(cloud: Cloud) -> None:
     assert isinstance(results[3], errors.NoValidHost)
     # Its own explanation, as alone: the one instance it asked for, not the batch's fourth.
     assert "for instance" not in results[3].message
-    assert results[3].extra["explanation"]["instance"] == 0
+    assert results[3].extra["explanation"]["instance"] == 1  # numbered from 1, as the summary does
     affinity = request_spec(instance_group={"uuid": str(uuid.uuid4()), "policy": "affinity"})
     results = cloud.batch(*[(affinity, 1)] * 3)
     assert len({h for r in results for h in _hosts(r)}) == 1
