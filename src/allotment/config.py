@@ -373,7 +373,8 @@ class FilterSchedulerConfig(Section):
 
 class CapacityFlavor(Section):
     """A flavor whose free capacity ``/metrics`` reports per availability zone
-    (``allotment_capacity_instances{flavor, az}``): how many more instances of it fit."""
+    (``allotment_capacity_instances{flavor, az}``): how many more instances of it fit; also
+    what ``allotment capacity`` counts when no ``--flavor`` is named."""
 
     name: str = Field(min_length=1, max_length=255)
     vcpus: int = Field(0, ge=0)
@@ -392,6 +393,17 @@ class CapacityFlavor(Section):
             if amount < 0:
                 raise ValueError(f"{name}: {amount} is negative")
         return value
+
+    def as_flavor(self) -> dict[str, Any]:
+        """The flavor body the scheduler takes (``allotment capacity`` counts these flavors
+        when none is named): other classes as ``resources:<CLASS>`` extra specs."""
+        return {
+            "name": self.name,
+            "vcpus": self.vcpus,
+            "memory_mb": self.memory_mb,
+            "root_gb": self.disk_gb,
+            "extra_specs": {f"resources:{rc}": str(n) for rc, n in self.resources.items()},
+        }
 
     def amounts(self) -> dict[str, int]:
         """Resource class -> amount one instance takes (zero amounts left out)."""
@@ -543,20 +555,6 @@ class LoggingConfig(Section):
         return value.upper() if isinstance(value, str) else value
 
 
-class CapacityConfig(Section):
-    """The what-if (``allotment capacity``, ``POST /scheduler/v1/capacity``)."""
-
-    # Flavors counted when none is named, as "name:vcpus:memory_mb:root_gb".
-    flavors: list[str] = Field(default_factory=list)
-
-    @field_validator("flavors")
-    @classmethod
-    def _flavors(cls, value: list[str]) -> list[str]:
-        for item in value:
-            parse_flavor(item)
-        return value
-
-
 def parse_flavor(text: str) -> dict[str, Any]:
     """``name:vcpus:memory_mb:root_gb`` as a flavor body; ValueError saying what is wrong."""
     parts = text.split(":")
@@ -594,7 +592,6 @@ class Settings(Section):
     nova: NovaConfig = Field(default_factory=NovaConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
-    capacity: CapacityConfig = Field(default_factory=CapacityConfig)
 
     @property
     def auth_strategy(self) -> str:

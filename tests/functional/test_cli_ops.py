@@ -143,7 +143,7 @@ def test_capacity_per_zone_remote_and_from_the_database(
     listed = cli("hosts", "list", "--database-url", f"sqlite:///{database}", "--format", "json")
     assert sorted(h["host"] for h in json.loads(listed.stdout)) == ["a1", "a2", "b1"]
     none = remote(server, "capacity")
-    assert none.returncode == 1 and "[capacity] flavors" in none.stderr
+    assert none.returncode == 1 and "[metrics] capacity_flavors" in none.stderr
 
 
 def test_hosts_delete(cloud: tuple[LiveServer, Fleet, Path]) -> None:

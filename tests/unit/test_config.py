@@ -65,3 +65,20 @@ def test_placement_client_options(tmp_path: Path) -> None:
     env = {"ALLOTMENT_PLACEMENT_CLIENT__TOKEN": "s3cret"}
     shown = to_toml(load_settings(None, environ=env))
     assert "s3cret" not in shown and 'token = "***"' in shown
+
+
+def test_capacity_flavors_are_what_allotment_capacity_counts_by_default(tmp_path: Path) -> None:
+    """One flavor list for /metrics and the CLI's what-if: each becomes the flavor body the
+    scheduler takes, other classes as resources:<CLASS> extra specs."""
+    from allotment.scheduler.request import Flavor
+
+    conf = tmp_path / "allotment.toml"
+    conf.write_text(
+        "[metrics]\ncapacity_flavors = [\n"
+        '  {name = "g1", vcpus = 8, memory_mb = 32768, disk_gb = 80, resources = {VGPU = 1}},\n'
+        "]\n"
+    )
+    (flavor,) = load_settings(conf).metrics.capacity_flavors
+    body = Flavor.model_validate(flavor.as_flavor())
+    assert (body.name, body.vcpus, body.memory_mb, body.root_gb) == ("g1", 8, 32768, 80)
+    assert body.extra_specs == {"resources:VGPU": "1"}

@@ -10,7 +10,7 @@ from typing import Any
 from allotment.commands import render
 from allotment.commands.api import Api, CommandError
 from allotment.commands.explain import flavor_arg, key_values
-from allotment.config import Settings, parse_flavor
+from allotment.config import Settings
 
 
 def register(sub: Any, connection: Any) -> None:
@@ -21,7 +21,7 @@ def register(sub: Any, connection: Any) -> None:
         action="append",
         type=flavor_arg,
         metavar="NAME:VCPUS:RAM_MB:DISK_GB",
-        help="a flavor to count (repeat; default: [capacity] flavors)",
+        help="a flavor to count (repeat; default: [metrics] capacity_flavors)",
     )
     parser.add_argument("--az", help="only this availability zone")
     parser.add_argument("--image-property", action="append", metavar="KEY=VALUE")
@@ -30,10 +30,10 @@ def register(sub: Any, connection: Any) -> None:
 
 
 def run(args: argparse.Namespace, api: Api, settings: Settings) -> int:
-    flavors = args.flavor or [parse_flavor(f) for f in settings.capacity.flavors]
+    flavors = args.flavor or [f.as_flavor() for f in settings.metrics.capacity_flavors]
     if not flavors:
         raise CommandError(
-            "name a flavor (--flavor NAME:VCPUS:RAM_MB:DISK_GB) or set [capacity] flavors"
+            "name a flavor (--flavor NAME:VCPUS:RAM_MB:DISK_GB) or set [metrics] capacity_flavors"
         )
     body: dict[str, Any] = {"flavors": flavors, "hosts": bool(args.hosts)}
     if args.az:
