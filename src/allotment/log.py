@@ -85,8 +85,15 @@ class RequestIdFilter(logging.Filter):
 
 
 class RedactingFormatter(logging.Formatter):
+    """The text format; a record's structured ``explanation`` (a NoValidHost's, given as
+    ``extra``) follows its message on the same line, so one line says it all."""
+
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        text = super().format(record)
+        explanation = getattr(record, "explanation", None)
+        if explanation is not None:
+            text = f"{text} explanation: {orjson.dumps(explanation, default=str).decode()}"
+        return redact(text)
 
 
 # What a LogRecord has whatever was logged; anything else on it came from ``extra``.

@@ -231,12 +231,14 @@ class SchedulerManager:
             }
 
     def no_valid_host(self, exc: errors.NoValidHost, started: float) -> None:
-        """Count and log a NoValidHost once, at INFO, by its one-line summary (which names
-        no instance): every front door's refusal passes here."""
+        """Count and log a NoValidHost once, at INFO: its one-line summary (which names no
+        instance) as the message, the whole explanation as a structured field (a JSON log's
+        ``explanation``; after the message in the text format). Every front door's refusal
+        passes here."""
         explanation = exc.extra.get("explanation") or {}
         self.metrics.selected("no_valid_host", time.perf_counter() - started)
         self.metrics.refused(explanation)
-        LOG.info("%s", exc.message)
+        LOG.info("%s", exc.message, extra={"explanation": explanation})
 
     # -- deciding -------------------------------------------------------------------------
 

@@ -105,9 +105,12 @@ def test_no_valid_host_arrives_as_novas_exception_with_our_reason(cloud: Cloud) 
     assert message.startswith("No valid host was found"), message
     assert "VCPU" in message and "\n" not in message.strip()
     assert cloud.fleet.allocations(instance) == {}
-    # The full explanation is logged at INFO under the caller's request id.
-    lines = [line for line in cloud.log().splitlines() if "no valid host:" in line]
-    assert lines and ctx["request_id"] in lines[-1] and '"stages"' in lines[-1]
+    # Logged once at INFO under the caller's request id: the summary, then the whole
+    # explanation on the same line.
+    lines = [line for line in cloud.log().splitlines() if "No valid host was found" in line]
+    assert len(lines) == 1, lines
+    assert " INFO " in lines[0] and ctx["request_id"] in lines[0]
+    assert "explanation: {" in lines[0] and '"stages"' in lines[0]
 
 
 def test_a_pinned_conductor_gets_host_dicts(cloud: Cloud) -> None:
