@@ -21,7 +21,8 @@ image properties ("az"). Measured, on a fresh copy of the seeded database each t
   inprocess batch   sequential 100-instance calls (placements/s, per-call latency)
   http single/batch the same over POST /scheduler/v1/select_destinations against
                     ``allotment serve`` (one process), client clock; then --clients
-                    clients sending batches at the same time
+                    client processes sending calls at the same time (1-instance, then
+                    batches), with the server's and the clients' CPU per placement
 
 The seeded database is written straight into SQL (populating 10,000 hosts and 300,000
 instances through the APIs is not what is measured) and cached under --work.
@@ -33,7 +34,9 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
+import http.client
 import json
+import multiprocessing
 import os
 import platform
 import pstats
@@ -42,11 +45,11 @@ import shutil
 import sqlite3
 import statistics
 import sys
-import threading
 import time
 import uuid as uuidlib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -429,28 +432,125 @@ def run_inprocess(db: Path, folder: Path, args: argparse.Namespace) -> dict[str,
         services.stop()
 
 
-def concurrently(call: Any, clients: int, count: int, calls: int) -> dict[str, Any]:
-    """``clients`` clients sending ``calls`` calls of ``count`` instances each, at once."""
-    seconds: list[float] = []
-    lock = threading.Lock()
-    start = threading.Barrier(clients + 1)
+class Caller:
+    """POSTs ``select_destinations`` calls of ``count`` fresh instances over one kept-alive
+    connection: with ``lean``, http.client and json (what a caller costs at least), else
+    httpx (what the sequential phases use)."""
 
-    def client() -> None:
-        with httpx.Client(timeout=120, trust_env=False) as own:
-            call(1, via=own)  # connected before the clock starts
-            start.wait()
-            mine = [call(count, via=own) for _ in range(calls)]
-        with lock:
-            seconds.extend(mine)
+    def __init__(self, url: str, spec: dict[str, Any], lean: bool) -> None:
+        self.parts = urlsplit(url)
+        self.spec = spec
+        self.headers = {"x-auth-token": "admin", "content-type": "application/json"}
+        self.lean: http.client.HTTPConnection | None = None
+        self.client: httpx.Client | None = None
+        if lean:
+            self.lean = http.client.HTTPConnection(self.parts.hostname, self.parts.port)
+        else:
+            self.client = httpx.Client(timeout=120, trust_env=False)
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
+    def __call__(self, count: int) -> float:
+        body = {
+            "instance_uuids": [str(uuidlib.uuid4()) for _ in range(count)],
+            "return_alternates": True,
+            "request_spec": self.spec,
+        }
+        started = time.perf_counter()
+        if self.lean is not None:
+            self.lean.request("POST", self.parts.path, json.dumps(body), self.headers)
+            response = self.lean.getresponse()
+            status, text = response.status, response.read()
+        else:
+            assert self.client is not None
+            found = self.client.post(self.parts.geturl(), json=body, headers=self.headers)
+            status, text = found.status_code, found.content
+        elapsed = time.perf_counter() - started
+        if status != 200:
+            raise RuntimeError(f"HTTP {status}: {text[:2000]!r}")
+        return elapsed
+
+    def close(self) -> None:
+        if self.lean is not None:
+            self.lean.close()
+        if self.client is not None:
+            self.client.close()
+
+
+def client_process(
+    url: str,
+    spec: dict[str, Any],
+    lean: bool,
+    count: int,
+    calls: int,
+    start: Any,
+    results: Any,
+) -> None:
+    """One client of ``concurrently``, in its own process (as Nova's conductors are): its
+    latencies and the CPU seconds it spent sending them."""
+    caller = Caller(url, spec, lean)
+    try:
+        caller(1)  # connected before the clock starts
+        start.wait()
+        cpu = time.process_time()
+        seconds = [caller(count) for _ in range(calls)]
+        results.put((seconds, time.process_time() - cpu))
+    except BaseException as exc:
+        results.put(exc)
+        raise
+    finally:
+        caller.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def concurrently(
+    url: str,
+    spec: dict[str, Any],
+    server_pid: int,
+    args: argparse.Namespace,
+    count: int,
+    calls: int,
+) -> dict[str, Any]:
+    """``--clients`` client processes sending ``calls`` calls of ``count`` instances each,
+    at once; with the CPU the clients and the server spent, per placement."""
+    clients = args.clients
+    mp = multiprocessing.get_context("fork")
+    start = mp.Barrier(clients + 1)
+    results = mp.Queue()
+    processes = [
+        mp.Process(
+            target=client_process,
+            args=(url, spec, args.client == "lean", count, calls, start, results),
+        )
+        for _ in range(clients)
+    ]
+    for process in processes:
+        process.start()
     start.wait()
-    started = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    return {**summarize(seconds, count, time.perf_counter() - started), "clients": clients}
+    started, server_cpu = time.perf_counter(), cpu_seconds(server_pid)
+    seconds: list[float] = []
+    client_cpu = 0.0
+    for _ in processes:
+        found = results.get()
+        if isinstance(found, BaseException):
+            raise RuntimeError("a client failed") from found
+        seconds.extend(found[0])
+        client_cpu += found[1]
+    wall = time.perf_counter() - started
+    server_cpu = cpu_seconds(server_pid) - server_cpu
+    for process in processes:
+        process.join()
+    placements = len(seconds) * count
+    return {
+        **summarize(seconds, count, wall),
+        "clients": clients,
+        "client": args.client,
+        "server_cpu_ms_per_placement": round(server_cpu * 1000 / placements, 3),
+        "client_cpu_ms_per_placement": round(client_cpu * 1000 / placements, 3),
+    }
 
 
 def run_http(db: Path, folder: Path, args: argparse.Namespace, coalesce: bool) -> dict[str, Any]:
@@ -460,30 +560,13 @@ def run_http(db: Path, folder: Path, args: argparse.Namespace, coalesce: bool) -
         "ALLOTMENT_SCHEDULER__COALESCE": "true" if coalesce else "false",
         "ALLOTMENT_SCHEDULER__SERVICE_DOWN_TIME": SERVICE_DOWN_TIME,
     }
-    headers = {"x-auth-token": "admin"}
     label = f"HTTP coalesce={'on' if coalesce else 'off'}"
-    with (
-        allotment_server(db, folder, args.port, env) as (base, _),
-        httpx.Client(timeout=120, trust_env=False) as client,
-    ):
+    with allotment_server(db, folder, args.port, env) as (base, server_pid):
         url = f"{base}/scheduler/v1/select_destinations"
         out: dict[str, Any] = {}
         for variant in args.variants.split(","):
             spec = spec_body(variant)
-
-            def call(count: int, spec: Any = spec, via: httpx.Client = client) -> float:
-                body = {
-                    "instance_uuids": [str(uuidlib.uuid4()) for _ in range(count)],
-                    "return_alternates": True,
-                    "request_spec": spec,
-                }
-                started = time.perf_counter()
-                response = via.post(url, json=body, headers=headers)
-                elapsed = time.perf_counter() - started
-                if response.status_code != 200:
-                    raise RuntimeError(f"HTTP {response.status_code}: {response.text[:2000]}")
-                return elapsed
-
+            call = Caller(url, spec, args.client == "lean")
             for _ in range(args.warmup):
                 call(1)
             results: dict[str, Any] = {}
@@ -494,7 +577,7 @@ def run_http(db: Path, folder: Path, args: argparse.Namespace, coalesce: bool) -
                 log(f"{label} {variant:5s} {name:6s} {results[name]}")
             if args.clients > 1 and args.single:
                 per_client = max(1, args.single // args.clients)
-                found = concurrently(call, args.clients, 1, per_client)
+                found = concurrently(url, spec, server_pid, args, 1, per_client)
                 results["single_concurrent"] = found
                 log(f"{label} {variant:5s} {args.clients} clients x 1 {found}")
                 if "batch" in results:
@@ -502,9 +585,10 @@ def run_http(db: Path, folder: Path, args: argparse.Namespace, coalesce: bool) -
                         found["placements_per_s"] / results["batch"]["placements_per_s"], 3
                     )
             if args.clients > 1 and args.batches:
-                found = concurrently(call, args.clients, args.batch, args.batches)
+                found = concurrently(url, spec, server_pid, args, args.batch, args.batches)
                 results["batch_concurrent"] = found
                 log(f"{label} {variant:5s} {args.clients} clients x {args.batch} {found}")
+            call.close()
             out[variant] = results
         return out
 
@@ -525,8 +609,14 @@ def main() -> None:
         "--clients",
         type=int,
         default=4,
-        help="concurrent HTTP clients for the last phases: 1-instance calls (--single split "
-        "between them), then --batches calls each",
+        help="concurrent HTTP client processes for the last phases: 1-instance calls "
+        "(--single split between them), then --batches calls each",
+    )
+    parser.add_argument(
+        "--client",
+        choices=["lean", "httpx"],
+        default="lean",
+        help="the concurrent clients' HTTP library: http.client (lean) or httpx",
     )
     parser.add_argument(
         "--coalesce",
