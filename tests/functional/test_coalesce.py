@@ -25,6 +25,7 @@ from starlette.testclient import TestClient
 from allotment import errors
 from allotment.app import Services, build_services, create_app
 from allotment.context import RequestContext
+from allotment.scheduler.cycle.driver import Cycle
 from allotment.scheduler.decision import Selection
 from allotment.scheduler.manager import SchedulerManager
 from allotment.scheduler.placement import Claim, Offer, PlacementClient
@@ -326,3 +327,32 @@ def test_identical_one_instance_calls_share_one_cycle(cloud: Cloud) -> None:
     assert sorted(h for r in results[:4] for h in _hosts(r)) == ["a", "b", "c", "d"]
     assert not isinstance(results[4], Exception)
     assert cycles == [4, 1]  # (the blocker got no candidates) the four together, the other
+
+
+def test_a_cohort_ranks_its_alternates_once_each_call_leaving_out_its_own_host(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Calls decided as one request's instances share its cycle: the alternates are the
+    best hosts as the last pick left it, ranked once, each call leaving out only its own
+    host (another call's host, still with room, is a good alternate)."""
+    for name, ram in (("a", 20480), ("b", 19456), ("c", 18432), ("d", 17408)):
+        cloud.fleet.host(name, ram=ram)
+    ranked: list[int] = []
+    alternates = Cycle.alternates
+
+    def counting(cycle: Cycle, selected: Sequence[int], count: int) -> Any:
+        ranked.append(count)
+        return alternates(cycle, selected, count)
+
+    monkeypatch.setattr(Cycle, "alternates", counting)
+    spec = request_spec(flavor=flavor(memory_mb=4096))
+    results = cloud.batch(*[(spec, 1)] * 3)
+    assert [_hosts(r) for r in results] == [["a"], ["b"], ["c"]]
+    # Left after the batch: d 17408 MB, a 16384, b 15360, c 14336 (max_attempts 3).
+    answers = []
+    for result in results:
+        assert not isinstance(result, Exception)
+        ((_, *others),) = result
+        answers.append([o.host for o in others])
+    assert answers == [["d", "b"], ["d", "a"], ["d", "a"]]
+    assert ranked == [3]  # two alternates, and one host past the one each leaves out

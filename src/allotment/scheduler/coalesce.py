@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -33,7 +33,7 @@ from allotment import log
 from allotment.context import RequestContext
 from allotment.scheduler.cycle.driver import PreparedRequest
 from allotment.scheduler.cycle.ranking import HostChoice
-from allotment.scheduler.decision import AskPlacement, Decision, Pick, Selection
+from allotment.scheduler.decision import Alternates, AskPlacement, Decision, Pick, Selection
 from allotment.scheduler.pipeline import Pipeline
 from allotment.scheduler.placement import (
     Claim,
@@ -68,7 +68,13 @@ class Decider(Protocol):
 
     def _claim(self, decision: Decision, pick: Pick, spec: RequestSpec, user_id: str) -> Claim: ...
 
-    def _selections(self, decision: Decision, return_alternates: bool) -> list[list[Selection]]: ...
+    def _alternates(
+        self, decision: Decision, selected: Sequence[int], extra: int = 0
+    ) -> Alternates: ...
+
+    def _selections(
+        self, decision: Decision, return_alternates: bool, shared: Alternates | None = None
+    ) -> list[list[Selection]]: ...
 
     def _decide_and_claim(
         self,
@@ -97,6 +103,8 @@ class Pending:
     selections: list[list[Selection]] | None = None
     error: BaseException | None = None
     done: bool = False
+    # Notified (under the coalescer's lock) when the call is answered or leads next.
+    wake: threading.Condition | None = None
 
     def outcome(self) -> tuple[Decision, list[list[Selection]]]:
         if self.error is not None:
@@ -141,27 +149,31 @@ class SharedQueries:
 
 
 class Coalescer:
-    """Queues concurrent decisions and runs them in batches, one batch at a time."""
+    """Queues concurrent decisions and runs them in batches, one batch at a time.
+
+    Each waiting call sleeps on a condition of its own (over the one lock), so a batch's
+    end wakes only the calls it answered and the next leader, not every queued call."""
 
     def __init__(self, manager: Decider, max_batch: int) -> None:
         self.manager = manager
         self.max_batch = max_batch
-        self._turn = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
         self._queue: deque[Pending] = deque()
         self._leading = False
 
     def waiting(self) -> int:
         """Requests queued for the next batch."""
-        with self._turn:
+        with self._lock:
             return len(self._queue)
 
     def decide(self, item: Pending) -> tuple[Decision, list[list[Selection]]]:
         """``item``'s decision, its instances claimed, and its answer; raises what it alone
         would raise."""
-        with self._turn:
+        with self._lock:
+            item.wake = threading.Condition(self._lock)
             self._queue.append(item)
             while not item.done and (self._leading or self._queue[0] is not item):
-                self._turn.wait()
+                item.wake.wait()
             if item.done:
                 return item.outcome()
             self._leading = True
@@ -169,13 +181,18 @@ class Coalescer:
         try:
             self._run(batch)
         finally:
-            with self._turn:
+            with self._lock:
                 for pending in batch:
                     if not pending.done:  # _run itself failed: nobody is left waiting
                         pending.error = pending.error or RuntimeError("the batch was not decided")
                         pending.done = True
+                    if pending.wake is not None:
+                        pending.wake.notify()
                 self._leading = False
-                self._turn.notify_all()
+                if self._queue:
+                    next_leader = self._queue[0].wake
+                    assert next_leader is not None
+                    next_leader.notify()
         return item.outcome()
 
     def _run(self, batch: list[Pending]) -> None:
@@ -210,13 +227,32 @@ class Coalescer:
 
     def _answer(self, batch: list[Pending]) -> None:
         """Each decided call's selections (alternates included), here in the one thread
-        that decides: calls decided together share a cycle."""
+        that decides. Calls decided together share a cycle, left as their last pick left
+        it: its alternates are ranked once for all of them, each call then leaving out
+        its own host."""
+        # Per shared cycle: how many calls answer from it, and the most hosts one chose.
+        sharing: dict[int, tuple[int, int]] = {}
+        for item in batch:
+            if item.decision is not None and item.error is None and item.return_alternates:
+                key = id(item.decision.cycle)
+                calls, chosen = sharing.get(key, (0, 0))
+                sharing[key] = (calls + 1, max(chosen, len(item.decision.picks)))
+        shared: dict[int, Alternates] = {}
         for item in batch:
             if item.decision is not None and item.error is None:
+                decision = item.decision
                 with log.request_context(item.ctx):
                     try:
+                        alternates = None
+                        calls, chosen = sharing.get(id(decision.cycle), (0, 0))
+                        if calls > 1:
+                            alternates = shared.get(id(decision.cycle))
+                            if alternates is None:
+                                # Ranked past the hosts any one of them leaves out.
+                                alternates = self.manager._alternates(decision, [], chosen)
+                                shared[id(decision.cycle)] = alternates
                         item.selections = self.manager._selections(
-                            item.decision, item.return_alternates
+                            decision, item.return_alternates, alternates
                         )
                     except Exception as exc:
                         item.error = exc

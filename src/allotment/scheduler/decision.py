@@ -1,11 +1,11 @@
 """One request's decision before it is claimed: where each instance goes (``Pick``), what
 the request took from the capacity placement offered (``Ledger``), and the cycle both
-came from (``Decision``); and the answer (``Selection``). ``SchedulerManager`` makes
-them; ``coalesce`` batches them."""
+came from (``Decision``); and the answer (``Selection``, ``Alternates``).
+``SchedulerManager`` makes them; ``coalesce`` batches them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,3 +114,19 @@ class Decision:
     picks: list[Pick]
     # Instances that held allocations before their claim (a move), and what they held.
     moved: dict[str, Held] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Alternates:
+    """A cycle's best hosts for alternates (positions, best first), each with its
+    selection, or None when none of its allocation requests fits any more. Ranked once,
+    they serve every request decided on that cycle (a batch's cohort)."""
+
+    ranked: list[tuple[int, Selection | None]]
+
+    def excluding(self, chosen: Sequence[int], count: int) -> list[Selection]:
+        """The alternates of a request whose instances went to ``chosen``: its first
+        ``count`` other hosts, less those that no longer fit (Nova's, not refilled)."""
+        taken = set(chosen)
+        first = [selection for pos, selection in self.ranked if pos not in taken][:count]
+        return [selection for selection in first if selection is not None]

@@ -45,7 +45,14 @@ from allotment.metrics import Metrics
 from allotment.scheduler.coalesce import Coalescer, Pending
 from allotment.scheduler.cycle.driver import Cycle, PreparedRequest
 from allotment.scheduler.cycle.ranking import HostChoice
-from allotment.scheduler.decision import AskPlacement, Decision, Ledger, Pick, Selection
+from allotment.scheduler.decision import (
+    Alternates,
+    AskPlacement,
+    Decision,
+    Ledger,
+    Pick,
+    Selection,
+)
 from allotment.scheduler.explain import Explanation, Funnel
 from allotment.scheduler.host_manager import HostManager
 from allotment.scheduler.pipeline import Pipeline
@@ -574,16 +581,36 @@ class SchedulerManager:
             limits=decision.cycle.limits(choice.position),
         )
 
-    def _selections(self, decision: Decision, return_alternates: bool) -> list[list[Selection]]:
+    def _alternates(
+        self, decision: Decision, selected: Sequence[int], extra: int = 0
+    ) -> Alternates:
+        """The cycle's best ``max_attempts - 1`` hosts (plus ``extra``) outside ``selected``
+        for alternates. Hosts whose capacity the request used up have left the cycle
+        already; those placement's offer no longer fits are kept as None."""
+        count = self.settings.max_attempts - 1
+        if count <= 0:
+            return Alternates([])
+        ranked: list[tuple[int, Selection | None]] = []
+        for choice in decision.cycle.alternates(selected, count + extra):
+            request = decision.ledger.fitting(choice.candidate)
+            found = None if request is None else self._selection(decision, choice, request)
+            ranked.append((choice.position, found))
+        return Alternates(ranked)
+
+    def _selections(
+        self,
+        decision: Decision,
+        return_alternates: bool,
+        shared: Alternates | None = None,
+    ) -> list[list[Selection]]:
+        """Each pick's selection, then (with ``return_alternates``) the request's
+        alternates: from ``shared`` when requests decided on one cycle rank them once."""
         alternates: list[Selection] = []
         count = self.settings.max_attempts - 1 if return_alternates else 0
         if count > 0:
             chosen = [p.choice.position for p in decision.picks]
-            # Hosts whose capacity this request used up have left the cycle already.
-            for choice in decision.cycle.alternates(chosen, count):
-                request = decision.ledger.fitting(choice.candidate)
-                if request is not None:
-                    alternates.append(self._selection(decision, choice, request))
+            ranked = shared if shared is not None else self._alternates(decision, chosen)
+            alternates = ranked.excluding(chosen, count)
         return [
             [self._selection(decision, pick.choice, pick.request), *alternates]
             for pick in decision.picks
