@@ -649,6 +649,7 @@ def main() -> None:
             log(f"HTTP run, coalesce {mode}")
             key = "http" if mode == "on" else f"http_coalesce_{mode}"
             result[key] = run_http(db, run, args, coalesce=mode == "on")
+    result["meta"]["load_after"] = os.getloadavg()  # the machine may be shared
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:

@@ -14,6 +14,8 @@ batch is answered, the oldest of them leads the next batch, which takes the whol
   would have had alone after them, and a server group's anti-affinity holds across it;
 - a request that cannot place every instance gets its NoValidHost and takes nothing, so
   later requests may use what its other instances were offered;
+- 1-instance calls with the same spec are decided as the instances of one request (one
+  cycle), and their alternates are ranked once on it, each call leaving out its own host;
 - every placed instance of the batch is claimed in one placement call (one transaction,
   one commit). If that conflicts (another process took capacity, an instance already holds
   allocations), nothing was written and each decided request runs the per-request path
