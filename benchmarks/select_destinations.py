@@ -494,6 +494,7 @@ def client_process(
         seconds = [caller(count) for _ in range(calls)]
         results.put((seconds, time.process_time() - cpu))
     except BaseException as exc:
+        start.abort()  # the parent's wait breaks instead of waiting for this client
         results.put(exc)
         raise
     finally:
