@@ -201,8 +201,6 @@ def build_services(settings: Settings) -> Services:
         echo=settings.database.echo,
     )
     migrate.prepare(db)
-    # Loading the plugins first: a bad filter or weigher name stops start-up here.
-    pipeline = Pipeline.from_settings(settings)
     catalog = Catalog(db)
     placement = PlacementService(
         db,
@@ -251,6 +249,8 @@ def build_services(settings: Settings) -> Services:
         )
     )
     client = build_placement_client(settings, placement)
+    # A bad filter or weigher name (or option) stops start-up here, before anything runs.
+    pipeline = Pipeline.from_settings(settings, client)
     host_manager = HostManager(
         db,
         settings,

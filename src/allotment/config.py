@@ -238,6 +238,8 @@ DEFAULT_REQUEST_FILTERS = [
     "compute_status_filter",
     "isolate_aggregates",
     "transform_image_metadata",
+    "routed_networks_filter",
+    "owner_nova_filter",
 ]
 
 
@@ -285,6 +287,10 @@ class SchedulerConfig(Section):
     enable_isolated_aggregate_filtering: bool = False
     # Turn image properties (`hw_*` and the like) into required traits before placement.
     image_metadata_prefilter: bool = False
+    # Ask Neutron for the segments of each requested network and port (nova.conf's [neutron]
+    # credentials, so it needs [nova] config_file) and keep the instance in the placement
+    # aggregates of those segments. Unset: nova.conf's [scheduler] value, else false.
+    query_placement_for_routed_network_aggregates: bool | None = None
     # Entry points of group ``allotment.request_filters`` run before placement, in order.
     request_filters: list[str] = Field(default_factory=lambda: list(DEFAULT_REQUEST_FILTERS))
     # Nova's [DEFAULT] service_down_time: a host not heard from for longer is down.

@@ -24,6 +24,7 @@ QUERYPARAM_MISSING_VALUE = "placement.query.missing_value"
 NO_VALID_HOST = "allotment.no_valid_host"
 PLACEMENT_UNAVAILABLE = "allotment.placement_unavailable"
 DATABASE_UNAVAILABLE = "allotment.database_unavailable"
+NEUTRON_UNAVAILABLE = "allotment.neutron_unavailable"
 REQUEST_TOO_LARGE = "allotment.request_too_large"
 REQUEST_TIMEOUT = "allotment.request_timeout"
 
@@ -220,6 +221,18 @@ class DatabaseUnavailable(ServiceUnavailable):
     """The SQL database cannot be reached (HTTP 503); the process stays up and retries."""
 
     code = DATABASE_UNAVAILABLE
+
+
+class NeutronUnavailable(ServiceUnavailable):
+    """Neutron (asked for a network's segments) cannot be reached or used (HTTP 503)."""
+
+    code = NEUTRON_UNAVAILABLE
+
+
+class NeutronRefused(AllotmentError):
+    """Neutron answered a lookup with an error: an unknown port (Nova's PortNotFound), a
+    subnet or network it cannot answer for (Nova's InvalidRoutedNetworkConfiguration).
+    The routed-networks request filter turns it into an explained NoValidHost."""
 
 
 class RequestTooLarge(AllotmentError):

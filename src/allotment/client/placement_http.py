@@ -286,6 +286,14 @@ class HttpPlacementClient:
             if rp.get("root_provider_uuid", rp["uuid"]) == rp["uuid"]
         ]
 
+    def provider_aggregates(self, ctx: RequestContext, provider: str) -> set[str] | None:
+        response = self._get(f"/resource_providers/{provider}/aggregates")
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise self._unavailable(f"read the aggregates of {provider}", response)
+        return set(response.json()["aggregates"])
+
     def update_members(
         self,
         ctx: RequestContext,

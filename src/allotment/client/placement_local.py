@@ -235,6 +235,13 @@ class LocalPlacementClient:
         with _database_errors():
             return [(p.uuid, p.name) for p in self.service.list_providers() if p.parent_id is None]
 
+    def provider_aggregates(self, ctx: RequestContext, provider: str) -> set[str] | None:
+        with _database_errors():
+            try:
+                return set(self.service.get_provider_aggregates(provider)[1])
+            except errors.NotFound:
+                return None
+
     def update_members(
         self,
         ctx: RequestContext,

@@ -32,7 +32,7 @@ from allotment.scheduler.framework import HostFilter, HostWeigher, build_options
 from allotment.scheduler.numa import InstanceCell, NumaRequest, cpu_constraints, numa_request
 from allotment.scheduler.pci import PciRequest, pci_requests
 from allotment.scheduler.pci import from_request_spec as pci_from_spec
-from allotment.scheduler.placement import Candidates
+from allotment.scheduler.placement import Candidates, PlacementClient
 from allotment.scheduler.request import RequestSpec
 from allotment.scheduler.request_filters import RequestFilter, RequestFilterFailed
 from allotment.scheduler.resource_request import ResourceRequest, apply_destination
@@ -55,8 +55,11 @@ class Pipeline:
         self.weighers = list(weighers)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Pipeline:
-        """Load every configured plugin; raises ConfigError listing valid names."""
+    def from_settings(
+        cls, settings: Settings, placement: PlacementClient | None = None
+    ) -> Pipeline:
+        """Load every configured plugin; raises ConfigError listing valid names.
+        ``placement`` is handed to the request filters that look things up there."""
         allowed = settings.plugins.allowed
         request_filters = plugins.load(
             plugins.REQUEST_FILTERS,
@@ -89,7 +92,7 @@ class Pipeline:
 
         return cls(
             settings,
-            [c(settings) for c in request_filters],
+            [c(settings, placement) for c in request_filters],
             [c(build_options(c.options_type, read)) for c in filters],
             [c(build_options(c.options_type, read)) for c in weighers],
         )

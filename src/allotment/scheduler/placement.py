@@ -248,6 +248,11 @@ class PlacementClient(Protocol):
         """(uuid, name) of every root provider: HostManager's discovery round."""
         ...
 
+    def provider_aggregates(self, ctx: RequestContext, provider: str) -> set[str] | None:
+        """The placement aggregates ``provider`` is in; None when placement does not know
+        it (a Neutron segment's provider, for the routed-networks request filter)."""
+        ...
+
     def update_members(
         self,
         ctx: RequestContext,

@@ -110,6 +110,9 @@ class HostReport(_Model):
     # The Nova cell the node's records live in (Selection.cell_uuid); None: the
     # ``[nova] cell_uuid`` setting applies.
     cell_uuid: str | None = None
+    # Nova's services.version of the host's nova-compute service (the Nova DB feeder
+    # sets it); None: not a nova-compute. Request filter owner_nova_filter reads it.
+    service_version: int | None = Field(None, ge=0)
 
     @field_validator("compute_node_uuid")
     @classmethod

@@ -34,6 +34,8 @@ from allotment.scheduler.snapshot import HostSnapshot
 _KEY = re.compile(r"^(resources|trait)([a-zA-Z0-9_-]{1,64})?:(.*)$")
 _SUFFIX = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 GroupPolicy = Literal["none", "isolate"]
+# Suffix of the request groups made from allotment's own ``[pci] alias`` (one per device).
+PCI_GROUP_PREFIX = "_pci_"
 
 
 @dataclass
@@ -329,7 +331,7 @@ class ResourceRequest:
             if not rc.startswith(orc.CUSTOM_NAMESPACE) and rc not in orc.STANDARDS:
                 rc = orc.normalize_name(rc)
             for index in range(request.count):
-                group = self.group(f"_pci_{request.alias}_{index}")
+                group = self.group(f"{PCI_GROUP_PREFIX}{request.alias}_{index}")
                 group.resources[rc] = 1
                 for trait in alias.traits:
                     group.require_trait(trait)

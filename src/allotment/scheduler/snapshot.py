@@ -90,6 +90,11 @@ _ARRAYS: dict[str, tuple[type, Callable[[HostRecord], Any]]] = {
     "ram_ratio": (np.float64, lambda r: r.report.ram_allocation_ratio),
     "pci_free": (np.int64, lambda r: pci.free_devices(r.report.pci_pools)),
     "ipv4": (np.int64, lambda r: _ipv4(r.report.host_ip)),
+    # -1: not a nova-compute (a host reported over HTTP).
+    "service_version": (
+        np.int64,
+        lambda r: -1 if r.report.service_version is None else r.report.service_version,
+    ),
 }
 # Report fields whose change keeps every cached static answer valid.
 _DYNAMIC_FIELDS = frozenset(
@@ -124,6 +129,7 @@ class HostSnapshot:
     ram_ratio: FloatArray
     pci_free: IntArray
     ipv4: IntArray
+    service_version: IntArray
     num_instances: IntArray
     # Metric name -> value per row (NaN where the host does not report the metric).
     metrics: dict[str, FloatArray]
@@ -298,6 +304,21 @@ class HostSnapshot:
         (Nova's db servicegroup)."""
         result: BoolArray = (np.abs(now - self.heartbeat) <= service_down_time) & ~self.forced_down
         return result
+
+    def min_compute_version(self) -> int:
+        """Nova's ``get_minimum_version_all_cells(['nova-compute'])`` over these hosts: per
+        cell the lowest service version of the computes not forced down; a cell whose
+        lowest is 0 does not count; the lowest over the cells, or 0 when none counts.
+        Hosts that are not nova-computes (no service version) are not counted."""
+        counted = (self.service_version >= 0) & ~self.forced_down
+        if not counted.any():
+            return 0
+        cells, names = self.encoded("cell_uuid", lambda r: r.report.cell_uuid)
+        unset = np.iinfo(np.int64).max
+        lowest = np.full(len(names), unset, np.int64)
+        np.minimum.at(lowest, cells[counted], self.service_version[counted])
+        relevant = lowest[(lowest != unset) & (lowest > 0)]
+        return int(relevant.min()) if relevant.size else 0
 
     def node_rows(self, host: str | None, node: str | None) -> list[int]:
         """Rows of a host, of a node, or of a host's node (Nova's host-or-node lookup)."""

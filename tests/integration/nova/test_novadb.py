@@ -179,6 +179,19 @@ def provider(http: httpx.Client, uuid_: str, name: str) -> None:
         f"/resource_providers/{uuid_}/inventories", json=inventories, headers=HEADERS
     )
     assert response.status_code == 200, response.text
+    # Nova 34's computes (service version 74 here) mark their providers as Nova's own.
+    set_traits(http, uuid_, ["OWNER_NOVA"])
+
+
+def set_traits(http: httpx.Client, uuid_: str, traits: list[str]) -> None:
+    current = http.get(f"/resource_providers/{uuid_}/traits", headers=HEADERS)
+    assert current.status_code == 200, current.text
+    body = {
+        "traits": traits,
+        "resource_provider_generation": current.json()["resource_provider_generation"],
+    }
+    response = http.put(f"/resource_providers/{uuid_}/traits", json=body, headers=HEADERS)
+    assert response.status_code == 200, response.text
 
 
 def wait_for_members(http: httpx.Client, aggregate: str, providers: list[str]) -> None:
@@ -363,6 +376,40 @@ def test_disabled_and_forced_down_services_stop_receiving_instances(cloud: Cloud
     cloud.wait_for(lambda seen: all(s["up"] and not s["disabled"] for s in seen.values()))
     # The two emptiest hosts again, now that they are back.
     assert set(cloud.place(2)) == {"c1h1", "c2h2"}
+
+
+def test_owner_nova_is_required_once_every_compute_is_at_version_73(cloud: Cloud) -> None:
+    """Nova 34's owner_nova_filter: the lowest nova-compute version over both cells
+    decides. c1h3 runs an older compute (72), which does not mark its provider OWNER_NOVA:
+    while it is there the trait is not required and c1h3 keeps taking instances; once it
+    reports 74 without the trait yet, it takes none (hosts reported over HTTP, with no
+    service version, are tested in the unit tests)."""
+    cloud.wait_for(lambda seen: len(seen) == 5)
+    _, c1h3 = cloud.hosts["c1h3"]
+
+    def version_seen(version: int) -> None:
+        deadline = time.monotonic() + SETTLE
+        while True:
+            response = cloud.http.get(f"{SCHEDULER}/hosts/c1h3", headers=HEADERS)
+            assert response.status_code == 200, response.text
+            if response.json()["nodes"][0]["report"]["service_version"] == version:
+                return
+            assert time.monotonic() < deadline, response.json()
+            time.sleep(0.2)
+
+    version_seen(74)
+    set_traits(cloud.http, c1h3, [])
+    try:
+        # Everything at 74: a provider without the trait is not Nova's.
+        assert "c1h3" not in set(cloud.place(5))
+        cloud.nova.request({"do": "service", "cell": "cell1", "host": "c1h3", "version": 72})
+        version_seen(72)
+        assert "c1h3" in set(cloud.place(10))
+        cloud.nova.request({"do": "service", "cell": "cell1", "host": "c1h3", "version": 74})
+        version_seen(74)
+        assert "c1h3" not in set(cloud.place(5))
+    finally:
+        set_traits(cloud.http, c1h3, ["OWNER_NOVA"])
 
 
 def test_aggregate_changes_and_deleted_nodes_follow_nova(cloud: Cloud) -> None:

@@ -7,7 +7,8 @@ what Nova's scheduler would see:
 - a compute node (not deleted) whose host has a ``nova-compute`` service row becomes a
   host record: its JSON columns decoded (``cpu_info``, ``numa_topology`` and ``pci_stats``
   as Nova's object primitives, ``stats``, ``metrics``, ``supported_instances``), its
-  ratios, its service's ``disabled`` / ``disabled_reason`` / ``forced_down``, its cell, and
+  ratios, its service's ``disabled`` / ``disabled_reason`` / ``forced_down`` / ``version``,
+  its cell, and
   as heartbeat the service's ``last_seen_up`` (else ``created_at``), so ComputeFilter
   applies ``service_down_time`` exactly as Nova's db servicegroup driver does; a node
   without a service row is skipped, as Nova skips it;
@@ -204,6 +205,7 @@ def build_report(node: Mapping[str, Any], service: novadb.ServiceRow, cell_uuid:
         disabled_reason=service.disabled_reason,
         forced_down=service.forced_down,
         cell_uuid=cell_uuid,
+        service_version=service.version,
     )
 
 

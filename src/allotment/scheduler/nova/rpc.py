@@ -45,6 +45,7 @@ from allotment.scheduler.decision import Selection
 from allotment.scheduler.host_manager import HostManager
 from allotment.scheduler.manager import SchedulerManager
 from allotment.scheduler.nova import objects
+from allotment.scheduler.nova.conf import read_nova_conf
 
 LOG = logging.getLogger(__name__)
 EXCHANGE = "nova"
@@ -319,15 +320,9 @@ def _register_tracing_options(conf: cfg.ConfigOpts) -> None:
 def load_nova_conf(path: Path) -> cfg.ConfigOpts:
     """The operator's nova.conf, as oslo.config reads it (the transport options are
     registered by oslo.messaging when the transport is made)."""
-    if not path.is_file():
-        raise errors.ConfigError(f"nova.config_file: {path} does not exist")
-    conf = cfg.ConfigOpts()
+    conf = read_nova_conf(path)
     conf.register_opt(cfg.StrOpt("host", default=socket.gethostname()))
     _register_tracing_options(conf)
-    try:
-        conf(args=[], project="nova", default_config_files=[str(path)])
-    except cfg.Error as exc:
-        raise errors.ConfigError(f"nova.config_file: {path}: {exc}") from None
     return conf
 
 

@@ -14,7 +14,8 @@ Reads one JSON object on stdin: ``{"api", "cell0", "cells": {name: url},
 - ``{"do": "aggregate", "name", "hosts", "metadata"}``: answers its uuid;
 - ``{"do": "instance", "cell", "host", "node", "uuid", "project_id", "user_id"}``;
 - ``{"do": "service", "cell", "host", "disabled", "disabled_reason", "forced_down",
-  "last_seen_up_ago"}``: change a service as ``openstack compute service set`` does;
+  "last_seen_up_ago", "version"}``: change a service as ``openstack compute service set``
+  does (``version``: as a nova-compute of that service version writes it when it starts);
 - ``{"do": "delete_node", "cell", "uuid"}``, ``{"do": "delete_instance", "cell", "uuid"}``,
   ``{"do": "aggregate_remove_host", "uuid", "host"}``, ``{"do": "aggregate_metadata",
   "uuid", "metadata"}``.
@@ -179,6 +180,10 @@ def service(step):
 
             when = datetime.datetime.utcnow() - datetime.timedelta(seconds=step["last_seen_up_ago"])
             db.service_update(cctxt, found.id, {"last_seen_up": when})
+        if "version" in step:
+            from nova.db.main import api as db
+
+            db.service_update(cctxt, found.id, {"version": step["version"]})
         return found.id
 
 
