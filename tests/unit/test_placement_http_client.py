@@ -345,3 +345,20 @@ def test_the_global_request_id_is_passed_on_else_our_own() -> None:
     with log.request_context(alone):
         placement.root_providers(alone)
     assert seen == [caller, alone.request_id]
+
+
+def test_a_provider_s_aggregates_and_an_unknown_provider() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == f"/resource_providers/{ROOT}/aggregates":
+            return httpx.Response(
+                200, json={"aggregates": ["agg-1", "agg-2"], "resource_provider_generation": 3}
+            )
+        if request.url.path == f"/resource_providers/{GPU0}/aggregates":
+            return error(500, "boom")
+        return error(404, "No resource provider with uuid", "placement.undefined_code")
+
+    placement = client(handler)
+    assert placement.provider_aggregates(CTX, ROOT) == {"agg-1", "agg-2"}
+    assert placement.provider_aggregates(CTX, SHARED) is None
+    with pytest.raises(errors.ServiceUnavailable, match="read the aggregates"):
+        placement.provider_aggregates(CTX, GPU0)

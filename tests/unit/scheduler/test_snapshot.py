@@ -117,3 +117,25 @@ def test_instance_index_layers_and_compacts() -> None:
     assert base.get("i1") == "h"
     big = layered.derive({f"x{n}": "h3" for n in range(2000)})
     assert big.get("x5") == "h3" and big.get("i1") is None and big.get("new") == "h2"
+
+
+def test_the_minimum_compute_version_follows_derived_reports() -> None:
+    cell = str(uuid.UUID(int=7))
+    records = [
+        record("a", cell_uuid=cell, service_version=74),
+        record("b", cell_uuid=cell, service_version=72),
+        record("c"),  # reported over HTTP: not a nova-compute
+    ]
+    snap = HostSnapshot.build(records, [], {})
+    assert snap.min_compute_version() == 72
+    (row,) = snap.rows_of_host["b"]
+    upgraded = replace(
+        snap.records[row],
+        report=snap.records[row].report.model_copy(update={"service_version": 74}),
+    )
+    assert snap.derive({row: upgraded}, generation=1).min_compute_version() == 74
+    fenced = replace(
+        snap.records[row], report=snap.records[row].report.model_copy(update={"forced_down": True})
+    )
+    assert snap.derive({row: fenced}, generation=2).min_compute_version() == 74
+    assert snap.min_compute_version() == 72  # snapshots stay as they were
