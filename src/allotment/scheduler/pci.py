@@ -8,7 +8,8 @@ topology the NUMA fit (``numa.fit``) also names the host cells it is placed on, 
 request's ``numa_policy`` then says which pools may serve it: ``required`` only pools on
 those cells, ``legacy`` also pools of no known cell, ``preferred`` any pool (closest
 first), ``socket`` pools on a cell of the same CPU socket. Whatever the policy, pools on
-the instance's cells are used first when they have enough devices.
+the instance's cells are used first when they have enough devices. Physical functions,
+vDPA and remote-managed devices serve only requests that ask for them (Nova's rule).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ ALIAS_SPEC = "pci_passthrough:alias"
 POLICY_SPEC = "hw:pci_numa_affinity_policy"
 POLICY_PROPERTY = "hw_pci_numa_affinity_policy"
 _POLICIES: tuple[str, ...] = get_args(PciNumaPolicy)
+# Spec keys Nova matches against placement's allocation, not against the pool's tags.
+_PLACEMENT_KEYS = frozenset({"resource_class", "traits", "rp_uuids"})
 # Devices one alias may ask for: each is a request group of its own in placement.
 MAX_DEVICES = 64
 
@@ -130,6 +133,8 @@ def _matches(pool: PciPool, specs: tuple[Spec, ...]) -> bool:
 
 def _matches_one(pool: PciPool, spec: Spec) -> bool:
     for key, wanted in spec:
+        if key in _PLACEMENT_KEYS:
+            continue
         if key == "vendor_id":
             have: str | None = pool.vendor_id
         elif key == "product_id":
@@ -170,6 +175,34 @@ def _numa_affine(
     return sorted(matching, key=lambda i: i not in near_set)
 
 
+def _truthy(value: str | None) -> bool:
+    """oslo's ``bool_from_string`` for a tag: absent or unrecognised is false."""
+    return (value or "").strip().lower() in ("1", "t", "true", "on", "y", "yes")
+
+
+def _special_kinds_unasked(
+    pools: Sequence[PciPool], matching: list[int], request: PciRequest
+) -> list[int]:
+    """Nova's ``_filter_pools_for_unrequested_pfs`` / ``_vdpa_devices`` /
+    ``_remote_managed_devices``: physical functions, vDPA devices and remote-managed
+    devices serve only requests whose specs ask for them."""
+    specs = [dict(spec) for spec in request.specs]
+    wants_pf = any(spec.get("dev_type") == "type-PF" for spec in specs)
+    wants_vdpa = any(spec.get("dev_type") == "vdpa" for spec in specs)
+    wants_remote = any(_truthy(spec.get("remote_managed")) for spec in specs)
+    kept = []
+    for i in matching:
+        tags = pools[i].tags
+        if tags.get("dev_type") == "type-PF" and not wants_pf:
+            continue
+        if tags.get("dev_type") == "vdpa" and not wants_vdpa:
+            continue
+        if _truthy(tags.get("remote_managed")) and not wants_remote:
+            continue
+        kept.append(i)
+    return kept
+
+
 def allocate(
     pools: Sequence[PciPool],
     requests: Sequence[PciRequest],
@@ -187,6 +220,7 @@ def allocate(
         matching = [i for i, pool in enumerate(pools) if _matches(pool, request.specs)]
         if cells:
             matching = _numa_affine(pools, counts, matching, request, cells, sockets or {})
+        matching = _special_kinds_unasked(pools, matching, request)
         if sum(counts[i] for i in matching) < needed:
             return None
         for i in matching:

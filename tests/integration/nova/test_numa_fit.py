@@ -1,9 +1,10 @@
 """allotment's NUMA fit against Nova 34's own ``numa_fit_instance_to_host`` on the same
 inputs: random host topologies (physnet and tunnel affinity, sockets, usage), instance
 topologies (one or two cells, shared or pinned), network metadata and PCI requests of
-every ``numa_policy`` against pools on the host's cells. The host topology reaches
-allotment as the JSON Nova stores in ``compute_nodes.numa_topology``, decoded by the
-Nova DB feeder; both must choose the same host cells, or both refuse.
+every ``numa_policy`` against pools on the host's cells (physical functions among them).
+The host topology reaches allotment as the JSON Nova stores in
+``compute_nodes.numa_topology``, decoded by the Nova DB feeder; both must choose the same
+host cells, or both refuse.
 
 One known difference: Nova's fit caches which (host cell, instance cell id) pairs do not
 fit, but renumbers the instance cells to host cell ids as it goes, so a later
@@ -95,14 +96,18 @@ def random_case(rng: random.Random) -> dict[str, Any]:
             "product_id": "1520",
             "numa_node": rng.choice(nodes),
             "count": rng.randint(0, 2),
-            "tags": {},
+            # One tag each: Nova orders its pools by their number of keys.
+            "tags": {"dev_type": rng.choice(("type-PCI", "type-VF", "type-PF"))},
         }
         for _ in range(rng.randint(0, 4))
     ]
     requests = [
         {
             "count": rng.randint(1, 2),
-            "spec": [{"vendor_id": rng.choice(VENDORS)}],
+            "spec": [
+                {"vendor_id": rng.choice(VENDORS)}
+                | ({"dev_type": "type-PF"} if rng.random() < 0.2 else {})
+            ],
             "numa_policy": rng.choice(POLICIES),
         }
         for _ in range(rng.choice((0, 1, 1, 2)))
