@@ -581,6 +581,55 @@ def test_numa_hosts_return_nova_limits(make_fleet: MakeFleet) -> None:
     assert fleet.select(request_spec()).json()["selections"][0][0]["limits"] == {}
 
 
+def test_host_reports_carry_the_networks_local_to_each_numa_cell(make_fleet: MakeFleet) -> None:
+    """A host report's cells say which physnets and tunnel are local to them; an instance
+    whose spec names a physnet goes where that cell can take it, and the limits carry the
+    network metadata for the compute's claim. A malformed cell is a 400."""
+    fleet = make_fleet(
+        filter_scheduler={"enabled_filters": ["ComputeFilter", "NUMATopologyFilter"]}
+    )
+
+    def cells(free: int) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": i,
+                "cpus": list(range(4 * i, 4 * i + 4)),
+                "memory_mb": 8192,
+                "memory_usage": 0 if i == free else 8192,
+                "network_metadata": {"physnets": ["physnet1"] if i == 1 else []},
+                "socket": 0,
+            }
+            for i in range(2)
+        ]
+
+    fleet.host("near", report={"numa_topology": {"cells": cells(free=1)}})
+    fleet.host("far", report={"numa_topology": {"cells": cells(free=0)}})
+    network = {"physnets": ["physnet1"], "tunneled": False}
+    spec = request_spec(
+        flavor=flavor(vcpus=2, extra_specs={"hw:numa_nodes": "1"}), network_metadata=network
+    )
+    for _ in range(3):
+        chosen = fleet.select(spec).json()["selections"][0][0]
+        assert chosen["host"] == "near"
+        assert chosen["limits"]["numa_topology"]["network_metadata"] == network
+    refused = fleet.select({**spec, "ignore_hosts": ["near"]})
+    assert refused.status_code == 409
+    assert "networks (physnet1)" in refused.text
+    bad = cells(free=0)
+    bad[1]["network_metadata"] = {"physnets": "physnet1"}
+    response = fleet.http.put(
+        f"{SCHEDULER}/hosts/bad",
+        json={"compute_node_uuid": str(uuid.uuid4()), "numa_topology": {"cells": bad}},
+        headers=fleet.headers,
+    )
+    assert response.status_code == 400, response.text
+    assert "network_metadata.physnets" in response.text
+    nearby = [{"count": 1, "spec": [{"vendor_id": "8086"}], "numa_policy": "nearby"}]
+    response = fleet.select({**spec, "pci_requests": nearby})
+    assert response.status_code == 400, response.text
+    assert "numa_policy" in response.text
+
+
 def test_groups_that_cannot_be_met_together_are_explained_as_such(fleet: Fleet) -> None:
     gpus = {
         "gpu0": {"inventories": {"VGPU": {"total": 1}}, "traits": ["CUSTOM_A100"]},

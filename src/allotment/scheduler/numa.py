@@ -6,8 +6,10 @@ need: the CPU policy (shared / dedicated / mixed), the thread policy (prefer / i
 require), ``hw:emulator_threads_policy=isolate``, ``hw:numa_nodes`` with automatic or
 explicit (``hw:numa_cpus.N`` / ``hw:numa_mem.N``) cell layouts, and Nova's cell fitting
 rules (pinned cells cannot oversubscribe; shared cells respect the host's allocation
-ratios). Explicit huge pages (``hw:mem_page_size``) are treated as "needs a NUMA
-topology" without per-page-size accounting, which the host report does not carry.
+ratios; host cells tried in Nova's order; the PCI devices and the networks the instance
+needs close to the cells it is placed on, see ``fit``). Explicit huge pages
+(``hw:mem_page_size``) are treated as "needs a NUMA topology" without per-page-size
+accounting, which the host report does not carry.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from typing import Any, Literal
 
 from allotment.errors import InvalidInput
 from allotment.numbers import parse_int
-from allotment.scheduler.records import NumaTopology
+from allotment.scheduler import pci
+from allotment.scheduler.records import NetworkMetadata, NumaTopology, PciPool
 
 CpuPolicy = Literal["shared", "dedicated", "mixed"]
 ThreadPolicy = Literal["prefer", "isolate", "require"]
@@ -287,6 +290,14 @@ class HostCell:
     siblings: tuple[frozenset[int], ...]
     cpu_usage: int
     memory_usage: int
+    # Networks with NUMA affinity to this cell, and its CPU socket (None: unknown).
+    physnets: frozenset[str] = frozenset()
+    tunneled: bool = False
+    socket: int | None = None
+
+    @property
+    def free_memory_mb(self) -> int:
+        return self.memory_mb - self.memory_usage
 
     @property
     def free_pcpus(self) -> frozenset[int]:
@@ -313,6 +324,7 @@ class HostNuma:
             covered = frozenset().union(*siblings) if siblings else frozenset()
             # CPUs in no sibling set are single-thread cores.
             siblings += tuple(frozenset({c}) for c in sorted(pcpus - covered))
+            network = cell.network_metadata or NetworkMetadata()
             cells.append(
                 HostCell(
                     id=cell.id,
@@ -323,6 +335,9 @@ class HostNuma:
                     siblings=siblings,
                     cpu_usage=cell.cpu_usage,
                     memory_usage=cell.memory_usage,
+                    physnets=frozenset(network.physnets),
+                    tunneled=network.tunneled,
+                    socket=cell.socket,
                 )
             )
         return cls(tuple(cells))
@@ -404,23 +419,85 @@ def _fit_cell(
     return CellFit(host.id, taken)
 
 
+def _ordered_cells(
+    host: HostNuma, request: NumaRequest, pools: Sequence[PciPool], wants_pci: bool
+) -> Sequence[HostCell]:
+    """The host cells in the order Nova tries them when the instance needs fewer cells
+    than the host has (its default, spreading ``packing_host_numa_cells_allocation_strategy
+    = False``): most free memory first, then least used shared CPUs (or most free
+    dedicated CPUs for a pinned instance), then cells with the most PCI devices first when
+    the instance asks for devices, last when it does not. Each sort is stable, so ties keep
+    the previous order."""
+    if len(host.cells) == len(request.cells):
+        return host.cells
+    cells = sorted(host.cells, key=lambda c: c.free_memory_mb, reverse=True)
+    if request.cpu.policy in (None, "shared"):
+        cells = sorted(cells, key=lambda c: c.cpu_usage)
+    else:
+        cells = sorted(cells, key=lambda c: len(c.free_pcpus), reverse=True)
+    devices: dict[int | None, int] = {}
+    for pool in pools:
+        devices[pool.numa_node] = devices.get(pool.numa_node, 0) + pool.count
+    return sorted(cells, key=lambda c: devices.get(c.id, 0), reverse=wants_pci)
+
+
+def _supports_networks(
+    host: HostNuma, chosen: Sequence[HostCell], network: NetworkMetadata
+) -> bool:
+    """Nova's ``_numa_cells_support_network_metadata``: a physnet the instance uses that
+    has NUMA affinity to some host cell must have it to one of the chosen cells, and so
+    must the tunnel when the instance uses a tunneled network. Networks no cell claims are
+    local to none and go anywhere."""
+    missing = set(network.physnets).difference(*(c.physnets for c in chosen))
+    if any(missing & c.physnets for c in host.cells):
+        return False
+    if network.tunneled and not any(c.tunneled for c in chosen):
+        return not any(c.tunneled for c in host.cells)
+    return True
+
+
 def fit(
-    host: HostNuma, request: NumaRequest, cpu_ratio: float, ram_ratio: float
+    host: HostNuma,
+    request: NumaRequest,
+    cpu_ratio: float,
+    ram_ratio: float,
+    *,
+    network: NetworkMetadata | None = None,
+    pci_requests: Sequence[pci.PciRequest] = (),
+    pci_pools: Sequence[PciPool] = (),
 ) -> tuple[CellFit, ...] | None:
-    """The first assignment of instance cells to distinct host cells that fits (Nova tries
-    host-cell permutations in order), or None."""
+    """The first assignment of instance cells to distinct host cells that fits, trying
+    host-cell permutations in Nova's order (``_ordered_cells``), or None.
+
+    An assignment fits when every instance cell fits its host cell, the PCI requests can
+    be served from pools their ``numa_policy`` allows for the chosen cells, and the
+    instance's networks (``network``: RequestSpec.network_metadata) have their NUMA
+    affinity on the chosen cells — Nova's ``numa_fit_instance_to_host``."""
     if len(host.cells) < len(request.cells):
         return None
-    for cells in itertools.permutations(host.cells, len(request.cells)):
+    ordered = _ordered_cells(host, request, pci_pools, bool(pci_requests))
+    sockets = {c.id: c.socket for c in host.cells}
+    # Whether an instance cell fits a host cell does not depend on the other cells of
+    # the permutation (except the emulator CPU on the first), so each pair is tried once.
+    tried: dict[tuple[int, int, int], CellFit | None] = {}
+    for cells in itertools.permutations(ordered, len(request.cells)):
         fits: list[CellFit] = []
         for position, (host_cell, cell) in enumerate(zip(cells, request.cells, strict=True)):
             # The emulator thread's extra pinned CPU goes on the first cell, as in Nova.
             reserved = 1 if request.cpu.emulator_threads_isolate and position == 0 else 0
-            found = _fit_cell(host_cell, cell, request, cpu_ratio, ram_ratio, reserved)
+            key = (host_cell.id, cell.id, reserved)
+            if key not in tried:
+                tried[key] = _fit_cell(host_cell, cell, request, cpu_ratio, ram_ratio, reserved)
+            found = tried[key]
             if found is None:
                 break
             fits.append(found)
         else:
+            chosen = [f.host_cell for f in fits]
+            if pci_requests and pci.allocate(pci_pools, pci_requests, chosen, sockets) is None:
+                continue
+            if network is not None and not _supports_networks(host, cells, network):
+                continue
             return tuple(fits)
     return None
 

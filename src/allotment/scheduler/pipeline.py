@@ -143,7 +143,7 @@ class Pipeline:
         if spec.pci_requests:
             # Nova resolved the aliases with its own [pci] alias (and added SR-IOV ports).
             return numa, pci_from_spec(spec.pci_requests)
-        return numa, pci_requests(spec.extra_specs, self.settings.pci.alias)
+        return numa, pci_requests(spec.extra_specs, self.settings.pci.alias, spec.image_properties)
 
     def start(
         self,

@@ -43,6 +43,16 @@ class CpuInfo(BaseModel):
     features: list[str] = Field(default_factory=list)
 
 
+class NetworkMetadata(_Model):
+    """Physical networks and tunneled networks: for an instance, the ones its ports use
+    (RequestSpec.network_metadata); for a host NUMA cell, the ones with NUMA affinity to it
+    (the compute's ``[neutron_physnet_<name>] numa_nodes`` and ``[neutron_tunnel]
+    numa_nodes``)."""
+
+    physnets: list[str] = Field(default_factory=list)
+    tunneled: bool = False
+
+
 class NumaCell(_Model):
     id: int = Field(ge=0)
     # Host CPUs of this cell that guests may use.
@@ -58,6 +68,10 @@ class NumaCell(_Model):
     # Shared (floating) vCPUs and memory already used by guests on this cell.
     cpu_usage: int = Field(0, ge=0)
     memory_usage: int = Field(0, ge=0)
+    # The networks local to this cell (Nova's NUMACell.network_metadata); None: none are.
+    network_metadata: NetworkMetadata | None = None
+    # The CPU socket the cell is on (``numa_policy=socket`` PCI requests); None: unknown.
+    socket: int | None = Field(None, ge=0)
 
 
 class NumaTopology(_Model):

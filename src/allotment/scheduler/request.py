@@ -14,8 +14,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from allotment.numbers import DB_MAX_INT
-from allotment.scheduler.records import parse
+from allotment.scheduler.records import NetworkMetadata, parse
 
+PciNumaPolicy = Literal["required", "legacy", "preferred", "socket"]
 GroupPolicy = Literal["affinity", "anti-affinity", "soft-affinity", "soft-anti-affinity"]
 
 
@@ -129,7 +130,8 @@ class PciRequest(_Model):
     alias_name: str | None = None
     request_id: str | None = None
     requester_id: str | None = None
-    numa_policy: str | None = None
+    # How close to the instance's NUMA cells the devices must be; None: "legacy".
+    numa_policy: PciNumaPolicy | None = None
 
 
 class RequestGroup(_Model):
@@ -161,13 +163,6 @@ class NetworkRequest(_Model):
     tag: str | None = None
     arq_uuid: str | None = None
     device_profile: str | None = None
-
-
-class NetworkMetadata(_Model):
-    """The physical networks the instance's ports use, and whether any is tunneled."""
-
-    physnets: list[str] = Field(default_factory=list)
-    tunneled: bool = False
 
 
 class RetryHost(_Model):

@@ -571,6 +571,30 @@ class TestPciPassthrough:
         body = spec(pci_requests=[{**vf, "count": 5}])
         assert self.cloud().passing(body, "PciPassthroughFilter") == set()
 
+    def test_pfs_vdpa_and_remote_managed_devices_only_when_asked_for(self) -> None:
+        """Nova's rule: such a pool serves a request only if one of its specs names that
+        kind; keys Nova matches against placement (resource_class, traits) are not pool
+        tags."""
+        cloud = Cloud()
+        for name, tags in (
+            ("pf", {"dev_type": "type-PF"}),
+            ("vdpa", {"dev_type": "vdpa"}),
+            ("remote", {"dev_type": "type-VF", "remote_managed": "true"}),
+            ("vf", {"dev_type": "type-VF", "remote_managed": "false"}),
+        ):
+            pools = [{"vendor_id": "15b3", "product_id": "101e", "count": 1, "tags": tags}]
+            cloud.host(name, pci_pools=pools)
+
+        def passing(**wanted: str) -> set[str]:
+            request = {"count": 1, "spec": [{"vendor_id": "15b3", **wanted}]}
+            return cloud.passing(spec(pci_requests=[request]), "PciPassthroughFilter")
+
+        assert passing() == {"vf"}
+        assert passing(dev_type="type-PF") == {"pf"}
+        assert passing(dev_type="vdpa") == {"vdpa"}
+        assert passing(remote_managed="true") == {"remote"}
+        assert passing(resource_class="CUSTOM_NIC", traits="CUSTOM_FAST") == {"vf"}
+
     def test_devices_are_consumed_within_a_request(self) -> None:
         cloud = self.cloud()
         body = spec(flavor={"extra_specs": {"pci_passthrough:alias": "gpu:1"}})

@@ -57,6 +57,26 @@ def test_numa_topology_shared_dedicated_and_legacy_cells() -> None:
     assert decode_numa(None) is None
 
 
+def test_numa_cells_networks_and_sockets() -> None:
+    """NUMACell 1.3+ network_metadata (the compute's [neutron_physnet_*] numa_nodes) and
+    1.5 socket are read; older cells have neither."""
+    local = _obj("NetworkMetadata", "1.0", physnets=["physnet2", "physnet1"], tunneled=True)
+    cells = [
+        _obj("NUMACell", "1.5", id=0, cpuset=[0], pcpuset=[], memory=1024,
+             network_metadata=local, socket=1),
+        _obj("NUMACell", "1.2", id=1, cpuset=[1], pcpuset=[], memory=1024),
+    ]  # fmt: skip
+    topology = decode_numa(json.dumps(_obj("NUMATopology", "1.2", cells=cells)))
+    assert topology is not None
+    first, second = topology.cells
+    assert first.network_metadata is not None
+    assert (first.network_metadata.physnets, first.network_metadata.tunneled) == (
+        ["physnet1", "physnet2"],
+        True,
+    )
+    assert (first.socket, second.network_metadata, second.socket) == (1, None, None)
+
+
 def test_pci_stats_object_and_legacy_forms() -> None:
     pool = _obj("PciDevicePool", "1.1", vendor_id="8086", product_id="1520", numa_node=0,
                 count=4, tags={"dev_type": "type-VF"})  # fmt: skip

@@ -347,17 +347,27 @@ class Cycle(CycleView):
         self.io_ops[pos] += 1
         record = self.record(pos)
         topology = self.numa(pos)
+        pools = self.pci_pools(pos)
+        # As Nova's consume_from_request: the NUMA fit picks the cells, and the devices
+        # come from the pools their NUMA policy allows for those cells.
+        cells: list[int] | None = None
+        sockets: dict[int, int | None] = {}
         if numa_request is not None and topology is not None:
             fits = numa_fit.fit(
                 topology,
                 numa_request,
                 record.report.cpu_allocation_ratio,
                 record.report.ram_allocation_ratio,
+                network=spec.network_metadata,
+                pci_requests=pci_requests,
+                pci_pools=pools,
             )
             if fits is not None:
                 self._numa[pos] = numa_fit.consume(topology, numa_request, fits)
+                cells = [f.host_cell for f in fits]
+                sockets = {c.id: c.socket for c in topology.cells}
         if pci_requests:
-            left = pci.allocate(self.pci_pools(pos), pci_requests)
+            left = pci.allocate(pools, pci_requests, cells, sockets)
             if left is not None:
                 self._pci[pos] = left
 

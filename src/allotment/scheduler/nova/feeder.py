@@ -44,7 +44,7 @@ from allotment.context import RequestContext
 from allotment.periodic import PeriodicTask
 from allotment.scheduler.host_manager import HostManager
 from allotment.scheduler.nova import novadb
-from allotment.scheduler.nova.objects import ObjectError, envelope
+from allotment.scheduler.nova.objects import ObjectError, Primitive, envelope
 from allotment.scheduler.records import (
     AggregateBody,
     CpuInfo,
@@ -52,6 +52,7 @@ from allotment.scheduler.records import (
     HostReport,
     InstanceInfo,
     Metric,
+    NetworkMetadata,
     NumaCell,
     NumaTopology,
     PciPool,
@@ -103,9 +104,23 @@ def decode_numa(text: Any) -> NumaTopology | None:
                 pcpus=None if shared == dedicated else dedicated,
                 cpu_usage=int(cell.get("cpu_usage", 0)),
                 memory_usage=int(cell.get("memory_usage", 0)),
+                network_metadata=decode_cell_networks(cell),
+                socket=int(cell.data["socket"]) if cell.has("socket") else None,
             )
         )
     return NumaTopology(cells=cells)
+
+
+def decode_cell_networks(cell: Primitive) -> NetworkMetadata | None:
+    """A NUMACell's ``network_metadata`` (NUMACell 1.3+): the physnets and tunnel local to
+    it, from the compute's ``[neutron_physnet_*]`` / ``[neutron_tunnel]`` numa_nodes."""
+    network = cell.child("network_metadata", "NetworkMetadata")
+    if network is None:
+        return None
+    return NetworkMetadata(
+        physnets=sorted(str(p) for p in network.get("physnets", [])),
+        tunneled=bool(network.get("tunneled", False)),
+    )
 
 
 def decode_pci_stats(text: Any) -> list[PciPool]:

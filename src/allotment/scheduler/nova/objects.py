@@ -25,7 +25,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from allotment import errors
-from allotment.scheduler.records import AggregateBody, InstanceInfo
+from allotment.scheduler.records import AggregateBody, InstanceInfo, NetworkMetadata
 from allotment.scheduler.request import (
     Cell,
     Destination,
@@ -35,7 +35,6 @@ from allotment.scheduler.request import (
     InstanceNumaCell,
     InstanceNumaTopology,
     Limits,
-    NetworkMetadata,
     NetworkRequest,
     NumaLimits,
     PciRequest,
@@ -438,22 +437,27 @@ def primitive(name: str, version: str, data: Mapping[str, Any]) -> dict[str, Any
 
 def encode_limits(limits: Mapping[str, Any]) -> dict[str, Any]:
     """SchedulerLimits 1.0 from a Selection's limits; ``numa_topology`` as
-    NUMATopologyLimits 1.1 (its network_metadata left unset, as Nova's filter leaves it
-    when the request has none)."""
+    NUMATopologyLimits 1.1, with the request's NetworkMetadata 1.0 when it has one (unset
+    otherwise, as Nova's filter leaves it): the compute's claim checks the physnet and
+    tunnel NUMA affinity again with it."""
     data: dict[str, Any] = {"numa_topology": None, "vcpu": None, "disk_gb": None, "memory_mb": None}
     for key in ("vcpu", "disk_gb", "memory_mb"):
         if limits.get(key) is not None:
             data[key] = int(limits[key])
     numa = limits.get("numa_topology")
     if numa:
-        data["numa_topology"] = primitive(
-            "NUMATopologyLimits",
-            "1.1",
-            {
-                "cpu_allocation_ratio": float(numa["cpu_allocation_ratio"]),
-                "ram_allocation_ratio": float(numa["ram_allocation_ratio"]),
-            },
-        )
+        fields: dict[str, Any] = {
+            "cpu_allocation_ratio": float(numa["cpu_allocation_ratio"]),
+            "ram_allocation_ratio": float(numa["ram_allocation_ratio"]),
+        }
+        network = numa.get("network_metadata")
+        if network is not None:
+            fields["network_metadata"] = primitive(
+                "NetworkMetadata",
+                "1.0",
+                {"physnets": sorted(network["physnets"]), "tunneled": bool(network["tunneled"])},
+            )
+        data["numa_topology"] = primitive("NUMATopologyLimits", "1.1", fields)
     return primitive("SchedulerLimits", "1.0", data)
 
 

@@ -8,7 +8,8 @@ Reads one JSON object on stdin: ``{"api", "cell0", "cells": {name: url},
 
 - ``{"do": "schema"}``: every database made by nova-manage; answers the cell uuids by name;
 - ``{"do": "host", "cell", "host", "nodes": [{uuid, hypervisor_hostname, vcpus,
-  memory_mb, local_gb, numa: [{id, cpuset, pcpuset, memory, siblings}], pci: [pools],
+  memory_mb, local_gb, numa: [{id, cpuset, pcpuset, memory, siblings, memory_usage,
+  physnets, tunneled, socket}], pci: [pools],
   stats, metrics, cpu_info}], "map": true}``: a nova-compute service and its compute
   nodes (and the host mapping);
 - ``{"do": "aggregate", "name", "hosts", "metadata"}``: answers its uuid;
@@ -106,7 +107,10 @@ def numa(cells):
                 pinned_cpus=set(c.get("pinned_cpus", [])),
                 siblings=[set(s) for s in c.get("siblings", [])],
                 mempages=[],
-                network_metadata=objects.NetworkMetadata(physnets=set(), tunneled=False),
+                # As the compute reports [neutron_physnet_*] / [neutron_tunnel] numa_nodes.
+                network_metadata=objects.NetworkMetadata(
+                    physnets=set(c.get("physnets", [])), tunneled=c.get("tunneled", False)
+                ),
                 socket=c.get("socket"),
             )
             for c in cells
