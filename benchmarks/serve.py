@@ -17,11 +17,16 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 @contextmanager
 def allotment_server(
-    database: Path, folder: Path, port: int, env: dict[str, str] | None = None
+    database: Path,
+    folder: Path,
+    port: int,
+    env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
 ) -> Iterator[tuple[str, int]]:
     """Serve ``database`` (SQLite file) with ``--auth noauth`` on 127.0.0.1:``port`` until
-    the block ends; yields the base URL and the server's pid. Output goes to
-    ``folder/server.log``, quoted if the server does not start."""
+    the block ends, with ``args`` added to the command line; yields the base URL and the
+    server's pid. Output goes to ``folder/server.log``, quoted if the server does not
+    start."""
     log_path = folder / "server.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
@@ -40,6 +45,7 @@ def allotment_server(
                 f"sqlite:///{database}",
                 "--state-dir",
                 str(folder / "state"),
+                *args,
             ],
             stdout=log_file,
             stderr=subprocess.STDOUT,

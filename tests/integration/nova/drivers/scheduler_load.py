@@ -1,0 +1,128 @@
+"""Puts load on a scheduler the way several nova-conductors do: ``callers`` processes,
+each with Nova 34's own ``nova.scheduler.rpcapi.SchedulerAPI`` (``nova.rpc`` initialised
+from a nova.conf as ``scheduler_rpc.py`` does), send single-instance
+``select_destinations`` calls, each with a new instance uuid, so every call claims.
+
+Reads one JSON object on stdin: ``{"transport_url", "rpc_response_timeout" (optional),
+"callers", "calls" (in all, split between the callers), "warmup" (unmeasured calls per
+caller, default 1), "flavor" and "image" (as ``novaobj`` builds them), "return_alternates",
+"context"}``; each call's RequestSpec is made by ``RequestSpec.from_components`` as nova-api
+makes a boot's. The callers start together once each has made its warm-up calls. Writes one
+JSON object: ``{"calls": [{"seconds", "host", "alternates", "error"}...], "wall"}`` with
+``wall`` the seconds from the common start to the last answer.
+"""
+
+import json
+import multiprocessing
+import sys
+import time
+import traceback
+import uuid
+
+from nova import config, context, objects
+from nova.scheduler import rpcapi
+from novaobj import build
+from scheduler_rpc import conf_file
+
+
+def one_call(api, request):
+    """One select_destinations of one new instance: (host, alternates) or its error."""
+    instance = str(uuid.uuid4())
+    ctxt = context.RequestContext(**request.get("context", {}))
+    spec = objects.RequestSpec.from_components(
+        ctxt,
+        instance,
+        build(request["image"]),
+        build(request["flavor"]),
+        None,
+        objects.InstancePCIRequests(requests=[]),
+        {},
+        None,
+        None,
+        port_resource_requests=[],
+        request_level_params=objects.RequestLevelParams(),
+    )
+    spec.is_bfv = False
+    found = api.select_destinations(
+        ctxt,
+        spec,
+        [instance],
+        return_objects=True,
+        return_alternates=request.get("return_alternates", True),
+    )
+    chosen, *alternates = found[0]
+    return chosen.service_host, len(alternates)
+
+
+def caller(request, calls, barrier, results):
+    """One conductor: its own transport and SchedulerAPI, then ``calls`` timed calls; a
+    caller that cannot start breaks the barrier and sends its traceback."""
+    try:
+        timed(request, calls, barrier, results)
+    except Exception:
+        barrier.abort()
+        results.put({"failed": traceback.format_exc()})
+
+
+def timed(request, calls, barrier, results):
+    config.parse_args(
+        ["nova-conductor"], default_config_files=[conf_file(request)], configure_db=False
+    )
+    api = rpcapi.SchedulerAPI()
+    for _ in range(request.get("warmup", 1)):
+        one_call(api, request)
+    barrier.wait(timeout=600)
+    started = time.monotonic()
+    made = []
+    for _ in range(calls):
+        begin = time.perf_counter()
+        try:
+            host, alternates = one_call(api, request)
+            error = None
+        except Exception as exc:  # NoValidHost or a timeout: counted, not fatal
+            host, alternates, error = None, 0, f"{type(exc).__name__}: {exc}"[:300]
+        made.append(
+            {
+                "seconds": time.perf_counter() - begin,
+                "host": host,
+                "alternates": alternates,
+                "error": error,
+            }
+        )
+    results.put({"started": started, "ended": time.monotonic(), "calls": made})
+
+
+def main():
+    request = json.load(sys.stdin)
+    objects.register_all()
+    callers = request["callers"]
+    share = [request["calls"] // callers + (i < request["calls"] % callers) for i in range(callers)]
+    forks = multiprocessing.get_context("fork")
+    barrier = forks.Barrier(callers)
+    results = forks.Queue()
+    workers = [
+        forks.Process(target=caller, args=(request, calls, barrier, results)) for calls in share
+    ]
+    for worker in workers:
+        worker.start()
+    done = []
+    for _ in workers:
+        done.append(results.get(timeout=request.get("timeout", 3600)))
+    failed = [part["failed"] for part in done if "failed" in part]
+    if failed:
+        raise SystemExit("a caller failed:\n" + failed[0])
+    for worker in workers:
+        worker.join()
+        if worker.exitcode != 0:
+            raise SystemExit(f"a caller exited {worker.exitcode}")
+    json.dump(
+        {
+            "calls": [call for part in done for call in part["calls"]],
+            "wall": max(p["ended"] for p in done) - min(p["started"] for p in done),
+        },
+        sys.stdout,
+    )
+
+
+if __name__ == "__main__":
+    main()
