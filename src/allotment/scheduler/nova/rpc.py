@@ -334,6 +334,7 @@ class NovaRpcServer:
         if path is None:
             raise errors.ConfigError("nova.config_file is needed to serve Nova's RPC API")
         self.conf = load_nova_conf(path)
+        self.settings = settings
         self.endpoint = SchedulerEndpoint(settings, manager, hosts)
         self.host = settings.nova.host or self.conf.host
         self._transport: Any = None
@@ -355,14 +356,27 @@ class NovaRpcServer:
                 serializer=ContextSerializer(),
                 access_policy=oslo_messaging.DefaultRPCAccessPolicy,
             )
-            self._server.start()
+            dispatchers = self._dispatchers()
+            self._server.start(override_pool_size=dispatchers)
             LOG.info(
-                "serving Nova's scheduler RPC API %s (exchange %s, topic %s, server %s)",
+                "serving Nova's scheduler RPC API %s (exchange %s, topic %s, server %s, "
+                "%d dispatch threads)",
                 RPC_API_VERSION,
                 EXCHANGE,
                 TOPIC,
                 self.host,
+                dispatchers,
             )
+
+    def _dispatchers(self) -> int:
+        """How many threads run calls at once. oslo.messaging's threading executor starts
+        a new thread for every message until it has ``executor_thread_pool_size`` (64) of
+        them, and each thread keeps a reading and a writing database connection of its own
+        (``db/database.py``): more threads than the pool can serve would wait 30 s for a
+        connection instead of deciding. Half the pool, so the HTTP APIs and the periodic
+        tasks keep theirs; concurrent calls are decided together by the manager anyway."""
+        wanted: int = self.conf.executor_thread_pool_size
+        return max(1, min(wanted, self.settings.database.pool_size // 2))
 
     def stop(self) -> None:
         with self._lock:
