@@ -447,8 +447,9 @@ def http_phase(url: str, callers: int, calls: int) -> dict[str, Any]:
             http.post(f"{SCHEDULER}/select_destinations", json=http_body())
             barrier.wait()
             for _ in range(count):
+                body = http_body()
                 begin = time.perf_counter()
-                response = http.post(f"{SCHEDULER}/select_destinations", json=http_body())
+                response = http.post(f"{SCHEDULER}/select_destinations", json=body)
                 seconds = time.perf_counter() - begin
                 ok = response.status_code == 200
                 choices = response.json()["selections"][0] if ok else []
