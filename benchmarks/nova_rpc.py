@@ -30,9 +30,10 @@ Phases, each a series of single-instance m1.small ``select_destinations`` calls 
 
 each with 1 caller, then with ``--callers`` (8) at once. Reported per phase: placements/s
 (calls over the wall time from the common start to the last answer), p50 / p90 / p99;
-then the ratios allotment / Nova in placements/s and RPC p50 minus HTTP p50. Progress on
-stderr, the JSON summary on stdout (and ``--out``). Needs the Nova venv the integration
-tests build (``tests/integration/nova/conftest.py``), MariaDB and RabbitMQ.
+then the ratios allotment / Nova in placements/s and RPC p50 minus HTTP p50 (also without
+the part of each RPC call spent in Nova's own serializer in the caller, timed by the
+driver). Progress on stderr, the JSON summary on stdout (and ``--out``). Needs the Nova
+venv the integration tests build (``tests/integration/nova/conftest.py``), MariaDB and RabbitMQ.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ import os
 import platform
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -489,6 +491,19 @@ def summary(phase: dict[str, Any]) -> dict[str, Any]:
         "distinct_hosts": len({c["host"] for c in good}),
         "alternates_min": min((c["alternates"] for c in good), default=0),
         **(percentiles([c["seconds"] for c in good]) if good else {}),
+        **(_serializer(good) if good and "nova_serializer_seconds" in good[0] else {}),
+    }
+
+
+def _serializer(good: list[dict[str, Any]]) -> dict[str, float]:
+    """The caller's own part of an RPC call: Nova's serializer (the RequestSpec to
+    primitives, the Selections back), which any scheduler's caller pays; and the call's
+    median without it."""
+    serializer = [c["nova_serializer_seconds"] for c in good]
+    rest = [c["seconds"] - c["nova_serializer_seconds"] for c in good]
+    return {
+        "nova_serializer_median_ms": round(statistics.median(serializer) * 1000, 3),
+        "median_without_nova_serializer_ms": round(statistics.median(rest) * 1000, 3),
     }
 
 
@@ -613,6 +628,10 @@ def ratios(phases: dict[str, Any], callers: int) -> dict[str, Any]:
     for n in (1, callers):
         rpc, http = phases[f"allotment_rpc_{n}"], phases[f"allotment_http_{n}"]
         found[f"rpc_minus_http_p50_ms_{n}"] = round(rpc["median_ms"] - http["median_ms"], 3)
+        if "median_without_nova_serializer_ms" in rpc:
+            found[f"rpc_without_nova_serializer_minus_http_p50_ms_{n}"] = round(
+                rpc["median_without_nova_serializer_ms"] - http["median_ms"], 3
+            )
         nova = phases.get(f"nova_rpc_{n}")
         if nova and nova["placements_per_s"]:
             found[f"allotment_over_nova_placements_{n}"] = round(

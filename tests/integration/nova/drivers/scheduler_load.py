@@ -8,8 +8,11 @@ Reads one JSON object on stdin: ``{"transport_url", "rpc_response_timeout" (opti
 caller, default 1), "flavor" and "image" (as ``novaobj`` builds them), "return_alternates",
 "context"}``; each call's RequestSpec is made by ``RequestSpec.from_components`` as nova-api
 makes a boot's. The callers start together once each has made its warm-up calls. Writes one
-JSON object: ``{"calls": [{"seconds", "host", "alternates", "error"}...], "wall"}`` with
-``wall`` the seconds from the common start to the last answer.
+JSON object: ``{"calls": [{"seconds", "nova_serializer_seconds", "host", "alternates",
+"error"}...], "wall"}`` with ``wall`` the seconds from the common start to the last answer
+and ``nova_serializer_seconds`` the part of a call's time spent in Nova's own serializer on
+this side (the RequestSpec to primitives, the Selections back to objects), which any
+scheduler's caller pays.
 """
 
 import json
@@ -46,10 +49,41 @@ def boot_spec(request):
     return ctxt, spec, instance
 
 
+class TimedSerializer:
+    """Nova's RPC serializer, timed: the seconds spent in it since the last ``reset``."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.seconds = 0.0
+
+    def reset(self):
+        self.seconds = 0.0
+
+    def _timed(self, method, *args):
+        begin = time.perf_counter()
+        try:
+            return method(*args)
+        finally:
+            self.seconds += time.perf_counter() - begin
+
+    def serialize_entity(self, ctxt, entity):
+        return self._timed(self.inner.serialize_entity, ctxt, entity)
+
+    def deserialize_entity(self, ctxt, entity):
+        return self._timed(self.inner.deserialize_entity, ctxt, entity)
+
+    def serialize_context(self, ctxt):
+        return self._timed(self.inner.serialize_context, ctxt)
+
+    def deserialize_context(self, ctxt):
+        return self._timed(self.inner.deserialize_context, ctxt)
+
+
 def one_call(api, request, made):
     """One select_destinations as conductor makes it (timed: the call, not the spec's
-    making): (seconds, host, alternates)."""
+    making): (seconds, seconds in Nova's serializer, host, alternates)."""
     ctxt, spec, instance = made
+    api.client.serializer.reset()
     begin = time.perf_counter()
     found = api.select_destinations(
         ctxt,
@@ -60,7 +94,7 @@ def one_call(api, request, made):
     )
     seconds = time.perf_counter() - begin
     chosen, *alternates = found[0]
-    return seconds, chosen.service_host, len(alternates)
+    return seconds, api.client.serializer.seconds, chosen.service_host, len(alternates)
 
 
 def caller(request, calls, barrier, results):
@@ -78,6 +112,7 @@ def timed(request, calls, barrier, results):
         ["nova-conductor"], default_config_files=[conf_file(request)], configure_db=False
     )
     api = rpcapi.SchedulerAPI()
+    api.client.serializer = TimedSerializer(api.client.serializer)
     for _ in range(request.get("warmup", 1)):
         one_call(api, request, boot_spec(request))
     barrier.wait(timeout=600)
@@ -87,14 +122,15 @@ def timed(request, calls, barrier, results):
         spec = boot_spec(request)
         begin = time.perf_counter()
         try:
-            seconds, host, alternates = one_call(api, request, spec)
+            seconds, serializer, host, alternates = one_call(api, request, spec)
             error = None
         except Exception as exc:  # NoValidHost or a timeout: counted, not fatal
-            seconds = time.perf_counter() - begin
+            seconds, serializer = time.perf_counter() - begin, 0.0
             host, alternates, error = None, 0, f"{type(exc).__name__}: {exc}"[:300]
         made.append(
             {
                 "seconds": seconds,
+                "nova_serializer_seconds": serializer,
                 "host": host,
                 "alternates": alternates,
                 "error": error,
