@@ -149,12 +149,13 @@ def _rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
 
 
-@pytest.fixture
-def rabbit_url() -> Iterator[str]:
-    """A transport URL on the machine's RabbitMQ, in a vhost of this test's own."""
+@contextlib.contextmanager
+def rabbit_vhost(prefix: str) -> Iterator[str]:
+    """A transport URL on the machine's RabbitMQ, in a new vhost named ``prefix`` and a
+    uuid, deleted on exit."""
     if shutil.which("rabbitmqctl") is None:
         _unavailable("rabbitmqctl is not installed: the RabbitMQ tests cannot make a vhost")
-    vhost = f"allotment-test-{uuid.uuid4().hex[:10]}"
+    vhost = f"{prefix}{uuid.uuid4().hex[:10]}"
     try:
         _rabbitmqctl("add_vhost", vhost)
         _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
@@ -164,6 +165,13 @@ def rabbit_url() -> Iterator[str]:
         yield f"rabbit://guest:guest@{RABBIT}/{vhost}"
     finally:
         _rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture
+def rabbit_url() -> Iterator[str]:
+    """A transport URL on the machine's RabbitMQ, in a vhost of this test's own."""
+    with rabbit_vhost("allotment-test-") as url:
+        yield url
 
 
 # -- a cloud: allotment serving Nova's RPC API, hosts, and Nova's SchedulerAPI -------------
