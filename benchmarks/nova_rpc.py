@@ -67,6 +67,7 @@ from serve import allotment_server
 sys.path.append(str(Path(__file__).resolve().parent.parent))
 from tests.conftest import SERVER_URLS
 from tests.integration.nova.conftest import DRIVERS, RABBIT, _rabbitmqctl, venv_path
+from tests.integration.nova.realsched import nova_scheduler
 
 PORT = 18400
 HEADERS = {"x-auth-token": "admin", "openstack-api-version": "placement 1.39"}
@@ -320,51 +321,6 @@ def _seed_cell(
     conn.execute(sa.delete(instances).where(instances.c.uuid == template))
 
 
-@contextmanager
-def nova_scheduler(conf: Path, folder: Path, vhost_name: str, workers: int) -> Iterator[None]:
-    """The real ``nova-scheduler`` with ``conf``, until the block ends; ready when its
-    ``workers`` consume the scheduler topic's queue."""
-    # Through the venv's python: the venv was built aside and moved, so its scripts'
-    # first lines name a folder that is gone.
-    binary = nova_python().parent / "nova-scheduler"
-    log_path = folder / "nova-scheduler.log"
-    with log_path.open("wb") as out:
-        process = subprocess.Popen(
-            [str(nova_python()), str(binary), "--config-file", str(conf)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            deadline = time.monotonic() + 600
-            while _consumers(vhost_name, "scheduler") < workers:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(log_path.read_text()[-4000:])
-                time.sleep(1)
-            yield
-        finally:
-            os.killpg(process.pid, 15)
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, 9)
-                process.wait()
-
-
-def _consumers(vhost_name: str, queue: str) -> int:
-    done = subprocess.run(
-        ["rabbitmqctl", "-q", "list_queues", "-p", vhost_name, "name", "consumers"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    for line in done.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[0] == queue and parts[1].isdigit():
-            return int(parts[1])
-    return 0
-
-
 # -- allotment's placement and the calls --------------------------------------------------
 
 
@@ -587,20 +543,27 @@ def main() -> None:
                     phases[name] = summary(http_phase(url, callers, args.calls))
                     log(f"{name}: {phases[name]}")
                 if not args.no_nova:
-                    conf = folder / "nova-scheduler.conf"
-                    conf.write_text(
-                        f"[DEFAULT]\ntransport_url = {nova_url}\nhost = hb-nova-scheduler\n"
-                        f"service_down_time = {SERVICE_DOWN_TIME}\n"
-                        f"state_path = {folder / 'nova-state'}\n"
-                        f"[api_database]\nconnection = {urls['api']}\n"
-                        f"[database]\nconnection = {urls['cell1']}\n"
-                        f"[scheduler]\nworkers = {args.nova_workers}\n"
-                        "[placement]\nauth_type = admin_token\ntoken = admin\n"
-                        f"endpoint = {url}\n"
-                        f"[oslo_concurrency]\nlock_path = {folder / 'locks'}\n"
-                    )
+                    options = {
+                        # Nova logs at INFO, as deployed; nova.service at DEBUG only for
+                        # the line realsched waits for.
+                        "DEFAULT": {
+                            "debug": False,
+                            "default_log_levels": "nova.service=DEBUG",
+                            "service_down_time": SERVICE_DOWN_TIME,
+                        },
+                        "scheduler": {"workers": args.nova_workers},
+                    }
                     started = time.monotonic()
-                    with nova_scheduler(conf, folder, f"hb-nova-{tag}", args.nova_workers):
+                    with nova_scheduler(
+                        nova_python(),
+                        folder / "nova-scheduler",
+                        transport_url=nova_url,
+                        api_database=urls["api"],
+                        cell_database=urls["cell1"],
+                        placement_url=url,
+                        host="hb-nova-scheduler",
+                        options=options,
+                    ):
                         results["nova_start_s"] = round(time.monotonic() - started, 1)
                         log(f"nova-scheduler ready in {results['nova_start_s']} s")
                         for callers in (1, args.callers):
