@@ -24,7 +24,8 @@ Phases, each a series of single-instance m1.small ``select_destinations`` calls 
   allotment rpc   Nova's own SchedulerAPI over RabbitMQ (``drivers/scheduler_load.py``:
                   one process per caller, RequestSpec by ``RequestSpec.from_components``)
   allotment http  ``POST /scheduler/v1/select_destinations`` to the same server
-  nova rpc        the real ``nova-scheduler`` 34 (``[scheduler] workers``, default 2) on
+  nova rpc        the real ``nova-scheduler`` 34 (``[scheduler] workers``, default 2;
+                  started by ``tests/integration/nova/realsched.py``, logging at INFO) on
                   the same Nova database, its placement being allotment's (the same
                   providers and allocations), on another vhost; ``--nova-calls`` calls
 
