@@ -240,8 +240,8 @@ ROUTES: list[tuple[str, str, Handler]] = [
 ]
 
 
-# Handlers that wait on placement: run in a worker thread.
-_THREADED = frozenset({select_destinations, explain, capacity})
+# Handlers that wait on placement or walk every host: run in a worker thread.
+_THREADED = frozenset({select_destinations, explain, capacity, list_hosts})
 
 
 class SchedulerAPI:
