@@ -15,7 +15,8 @@ Per backend, on a fresh database (``--database-prefix``, default ``hb_scale_``) 
   report delay   --reports host reports sent to process A (``PUT /scheduler/v1/hosts/{h}``,
                  each with a new ``disabled_reason``), --reporters at once; after each,
                  B's ``GET /scheduler/v1/hosts/{h}`` is polled until it shows the report
-                 (p50, p99, max from before the PUT; resolution: one poll, ``poll_ms``)
+                 (p50, p99, max from before the PUT; resolution: one poll, ``poll_ms``;
+                 the PUT's own median, ``put_ms``, is part of the delay)
 
 Progress goes to stderr, the JSON summary to stdout (and --out).
 """
@@ -218,6 +219,7 @@ def report_delay(a: str, b: str, reports: int, threads: int) -> dict[str, Any]:
     live = [h for h in hosts if h["up"]]
     seen: list[float] = []
     polls: list[float] = []
+    puts: list[float] = []
     lost: list[str] = []
     lock = threading.Lock()
 
@@ -225,6 +227,7 @@ def report_delay(a: str, b: str, reports: int, threads: int) -> dict[str, Any]:
         rng = random.Random(first)
         mine: list[float] = []
         my_polls: list[float] = []
+        my_puts: list[float] = []
         with (
             httpx.Client(base_url=a, timeout=60, trust_env=False) as to_a,
             httpx.Client(base_url=b, timeout=60, trust_env=False) as to_b,
@@ -242,6 +245,7 @@ def report_delay(a: str, b: str, reports: int, threads: int) -> dict[str, Any]:
                 sent = time.perf_counter()
                 resp = to_a.put(f"/scheduler/v1/hosts/{host['host']}", json=body, headers=HEADERS)
                 assert resp.status_code == 200, resp.text
+                my_puts.append(time.perf_counter() - sent)
                 while True:
                     started = time.perf_counter()
                     shown = to_b.get(f"/scheduler/v1/hosts/{host['host']}", headers=HEADERS)
@@ -258,6 +262,7 @@ def report_delay(a: str, b: str, reports: int, threads: int) -> dict[str, Any]:
         with lock:
             seen.extend(mine)
             polls.extend(my_polls)
+            puts.extend(my_puts)
 
     workers = [threading.Thread(target=reporter, args=(k,)) for k in range(threads)]
     for worker in workers:
@@ -274,6 +279,7 @@ def report_delay(a: str, b: str, reports: int, threads: int) -> dict[str, Any]:
         "p99_ms": round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1000, 1),
         "max_ms": round(ordered[-1] * 1000, 1),
         "poll_ms": round(statistics.median(polls) * 1000, 1),
+        "put_ms": round(statistics.median(puts) * 1000, 1),
     }
 
 
