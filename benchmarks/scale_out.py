@@ -1,19 +1,22 @@
 """Scale-out: ``allotment serve`` processes on one PostgreSQL / MariaDB database.
 
-    .venv/bin/python benchmarks/scale_out.py --backend postgresql --backend mysql \\
-        --hosts 1000 --calls 800 --reports 1000 --out /tmp/scale_out.json
+    .venv/bin/python benchmarks/scale_out.py --backend postgresql --hosts 10000 \\
+        --calls 800 --reports 1000 --out /tmp/scale_out.json
 
-Per backend, on a fresh database (``hb_*``) seeded with ``select_destinations.py``'s cloud:
+Per backend, on a fresh database (``--database-prefix``, default ``hb_scale_``) seeded with
+``select_destinations.py``'s cloud (in bulk, one transaction):
 
+  first call     each process's first decision, alone and timed (``first_call_s``)
   one process    --clients clients send 1-instance select_destinations calls to one
                  process (placements/s, latency percentiles)
   two processes  the same calls split between two processes (half the clients each)
   checked        no provider over capacity in any class (in SQL, after both phases), and
                  no NoValidHost at all (the cloud is far from full, so any is false)
-  report delay   --reports host reports sent to process A (``PUT /scheduler/v1/hosts``,
-                 each with a new ``disabled_reason``), and the time until process B's
-                 ``GET /scheduler/v1/hosts`` shows each (p50, p99, max; resolution: one
-                 poll of B, printed as ``poll_ms``)
+  report delay   --reports host reports sent to process A (``PUT /scheduler/v1/hosts/{h}``,
+                 each with a new ``disabled_reason``), --reporters at once; after each,
+                 B's ``GET /scheduler/v1/hosts/{h}`` is polled until it shows the report
+                 (p50, p99, max from before the PUT; resolution: one poll, ``poll_ms``;
+                 the PUT's own median, ``put_ms``, is part of the delay)
 
 Progress goes to stderr, the JSON summary to stdout (and --out).
 """
@@ -50,9 +53,9 @@ SERVERS = {
 HEADERS = {"x-auth-token": "admin"}
 
 
-def fresh_database(backend: str) -> str:
+def fresh_database(backend: str, prefix: str) -> str:
     base = sa.engine.make_url(SERVERS[backend])
-    name = f"hb_scale_{uuidlib.uuid4().hex[:10]}"
+    name = f"{prefix}{uuidlib.uuid4().hex[:10]}"
     engine = sa.create_engine(base, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         conn.execute(sa.text(f"CREATE DATABASE {name}"))
@@ -125,18 +128,19 @@ def server(url: str, folder: Path, port: int) -> Iterator[str]:
         process.wait(30)
 
 
-def warm_up(base: str) -> None:
-    """A first call, alone: the first decision of a process reads the whole cloud."""
+def first_call(base: str) -> float:
+    """A process's first decision, alone (it builds the host snapshot); its seconds."""
     body = {"instance_uuids": [str(uuidlib.uuid4())], "request_spec": spec_body("plain")}
     with httpx.Client(base_url=base, timeout=600, trust_env=False) as http:
+        started = time.perf_counter()
         resp = http.post("/scheduler/v1/select_destinations", json=body, headers=HEADERS)
         assert resp.status_code == 200, resp.text
+        return time.perf_counter() - started
 
 
 def place(bases: list[str], clients: int, calls: int) -> dict[str, Any]:
     """``clients`` clients (spread over ``bases``) sending ``calls`` 1-instance calls."""
-    for base in bases:
-        warm_up(base)
+    firsts = [round(first_call(base), 3) for base in bases]
     seconds: list[float] = []
     refused: list[str] = []
     lock = threading.Lock()
@@ -186,6 +190,7 @@ def place(bases: list[str], clients: int, calls: int) -> dict[str, Any]:
         "processes": len(bases),
         "refused": len(refused),
         "refusals": refused[:3],
+        "first_call_s": firsts,
     }
 
 
@@ -205,78 +210,88 @@ def over_committed(url: str) -> int:
     return found
 
 
-def report_delay(a: str, b: str, reports: int) -> dict[str, Any]:
-    """Reports sent to ``a`` one after another; ``b`` polled until it shows each."""
+def report_delay(a: str, b: str, reports: int, threads: int) -> dict[str, Any]:
+    """Host reports sent to ``a``; after each, ``b``'s view of that host is polled
+    (``GET /scheduler/v1/hosts/{host}``) until it shows the report. ``threads`` reporters
+    at once, on different hosts."""
     with httpx.Client(base_url=a, timeout=60, trust_env=False) as to_a:
         hosts = to_a.get("/scheduler/v1/hosts", headers=HEADERS).json()["hosts"]
     live = [h for h in hosts if h["up"]]
-    sent: dict[str, tuple[str, float]] = {}  # host -> (marker, when)
     seen: list[float] = []
     polls: list[float] = []
+    puts: list[float] = []
+    lost: list[str] = []
     lock = threading.Lock()
-    done = threading.Event()
 
-    def poller() -> None:
-        with httpx.Client(base_url=b, timeout=60, trust_env=False) as to_b:
-            while not done.is_set():
-                started = time.perf_counter()
-                found = to_b.get("/scheduler/v1/hosts", headers=HEADERS).json()["hosts"]
-                now = time.perf_counter()
-                polls.append(now - started)
-                with lock:
-                    for host in found:
-                        waiting = sent.get(host["host"])
-                        if waiting is not None and host["disabled_reason"] == waiting[0]:
-                            seen.append(now - waiting[1])
-                            del sent[host["host"]]
-                    if len(seen) == reports:
-                        done.set()
-
-    watcher = threading.Thread(target=poller)
-    watcher.start()
-    rng = random.Random(7)
-    with httpx.Client(base_url=a, timeout=60, trust_env=False) as to_a:
-        for i in range(reports):
-            host = live[i % len(live)]
-            while True:  # one report in flight per host, so each is seen on its own
-                with lock:
-                    if host["host"] not in sent:
+    def reporter(first: int) -> None:
+        rng = random.Random(first)
+        mine: list[float] = []
+        my_polls: list[float] = []
+        my_puts: list[float] = []
+        with (
+            httpx.Client(base_url=a, timeout=60, trust_env=False) as to_a,
+            httpx.Client(base_url=b, timeout=60, trust_env=False) as to_b,
+        ):
+            for i in range(first, reports, threads):
+                host = live[i % len(live)]
+                marker = f"bench {i}"
+                body = {
+                    "compute_node_uuid": host["compute_node_uuid"],
+                    "hypervisor_type": "QEMU",
+                    "supported_instances": [["x86_64", "kvm", "hvm"]],
+                    "disabled": False,
+                    "disabled_reason": marker,
+                }
+                sent = time.perf_counter()
+                resp = to_a.put(f"/scheduler/v1/hosts/{host['host']}", json=body, headers=HEADERS)
+                assert resp.status_code == 200, resp.text
+                my_puts.append(time.perf_counter() - sent)
+                while True:
+                    started = time.perf_counter()
+                    shown = to_b.get(f"/scheduler/v1/hosts/{host['host']}", headers=HEADERS)
+                    now = time.perf_counter()
+                    my_polls.append(now - started)
+                    if any(n["disabled_reason"] == marker for n in shown.json()["nodes"]):
+                        mine.append(now - sent)
                         break
-                time.sleep(0.005)
-            marker = f"bench {i}"
-            body = {
-                "compute_node_uuid": host["compute_node_uuid"],
-                "hypervisor_type": "QEMU",
-                "supported_instances": [["x86_64", "kvm", "hvm"]],
-                "disabled": False,
-                "disabled_reason": marker,
-            }
-            with lock:
-                sent[host["host"]] = (marker, time.perf_counter())
-            resp = to_a.put(f"/scheduler/v1/hosts/{host['host']}", json=body, headers=HEADERS)
-            assert resp.status_code == 200, resp.text
-            time.sleep(rng.uniform(0, 0.02))
-    done.wait(120)
-    done.set()
-    watcher.join()
+                    if now - sent > 60:
+                        with lock:
+                            lost.append(marker)
+                        break
+                time.sleep(rng.uniform(0, 0.02))
+        with lock:
+            seen.extend(mine)
+            polls.extend(my_polls)
+            puts.extend(my_puts)
+
+    workers = [threading.Thread(target=reporter, args=(k,)) for k in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
     ordered = sorted(seen)
     return {
         "reports": reports,
         "seen": len(seen),
+        "not_seen_in_60_s": len(lost),
+        "reporters": threads,
         "p50_ms": round(statistics.median(ordered) * 1000, 1),
         "p99_ms": round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1000, 1),
         "max_ms": round(ordered[-1] * 1000, 1),
         "poll_ms": round(statistics.median(polls) * 1000, 1),
+        "put_ms": round(statistics.median(puts) * 1000, 1),
     }
 
 
 def run(backend: str, args: argparse.Namespace) -> dict[str, Any]:
-    url = fresh_database(backend)
+    url = fresh_database(backend, args.database_prefix)
     folder = Path(args.work) / backend
     try:
         log(f"{backend}: seeding {args.hosts} hosts")
+        started = time.perf_counter()
         seed(url, folder, args.hosts)
-        out: dict[str, Any] = {}
+        out: dict[str, Any] = {"seed_s": round(time.perf_counter() - started, 1)}
+        out["load_before"] = os.getloadavg()
         with server(url, folder / "a", args.port) as a:
             log(f"{backend}: one process")
             out["one_process"] = place([a], args.clients, args.calls)
@@ -289,8 +304,9 @@ def run(backend: str, args: argparse.Namespace) -> dict[str, Any]:
                 out["over_committed_providers"] = over_committed(url)
                 if args.reports:
                     log(f"{backend}: {args.reports} reports to a, seen by b")
-                    out["report_delay"] = report_delay(a, b, args.reports)
+                    out["report_delay"] = report_delay(a, b, args.reports, args.reporters)
                     log(f"{backend}: report delay {out['report_delay']}")
+        out["load_after"] = os.getloadavg()
         one, two = out["one_process"], out["two_processes"]
         out["two_over_one"] = round(two["placements_per_s"] / one["placements_per_s"], 3)
         return out
@@ -305,9 +321,11 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=800, help="1-instance calls per phase")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--reports", type=int, default=1000)
+    parser.add_argument("--reporters", type=int, default=8, help="reports in flight at once")
     parser.add_argument("--sync-delay", type=float, default=1.0, help="host_state_sync_delay")
     parser.add_argument("--port", type=int, default=19240)
     parser.add_argument("--work", default="/tmp/allotment-scale-out")
+    parser.add_argument("--database-prefix", default="hb_scale_", help="of the fresh database")
     parser.add_argument("--out", help="write the JSON summary here too")
     args = parser.parse_args()
     result: dict[str, Any] = {

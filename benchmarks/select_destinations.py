@@ -56,6 +56,7 @@ import httpx
 from allotment.app import Services, build_services
 from allotment.config import load_settings
 from allotment.context import RequestContext
+from allotment.db import bulk
 from allotment.db.database import utcnow
 from allotment.placement.store.tables import (
     allocations,
@@ -123,12 +124,6 @@ def seed(folder: Path, n: int, rng: random.Random) -> Path:
     finally:
         services.db.dispose()
     return db
-
-
-def _insert(services: Services, table: Any, rows: list[dict[str, Any]]) -> None:
-    with services.db.write() as conn:
-        for start in range(0, len(rows), 20000):
-            conn.execute(table.insert(), rows[start : start + 20000])
 
 
 def _seed(services: Services, n: int, rng: random.Random) -> None:
@@ -279,34 +274,32 @@ def _seed(services: Services, n: int, rng: random.Random) -> None:
         records.append(HostRecord(host, host, report, beat, beat))
         if i % 2000 == 0:
             log(f"  {i} hosts generated")
-    _insert(services, resource_providers, providers)
-    _insert(
-        services,
-        placement_aggregates,
-        [
-            {"id": agg_ids[name], "uuid": a.uuid, "created_at": now}
-            for name, a in aggregates.items()
-        ],
-    )
-    _insert(services, inventories, invs)
-    _insert(services, resource_provider_traits, traits)
-    _insert(services, resource_provider_aggregates, rp_aggs)
-    _insert(services, consumers, cons)
-    _insert(services, allocations, allocs)
-    log(f"  placement: {n} providers, {len(cons)} consumers, {len(allocs)} allocations")
-    with services.db.write() as conn:
-        for record in records:
-            host_store.save_host(conn, record, now)
-        for name, aggregate in aggregates.items():
-            host_store.save_aggregate(
-                conn,
-                Aggregate(
-                    aggregate.uuid, aggregate.name, aggregate.metadata, frozenset(members[name])
-                ),
-                now,
-            )
-        for host, infos in instances.items():
-            host_store.save_instances(conn, host, infos, now)
+    with services.db.write() as conn:  # one transaction, a few multi-row statements a table
+        bulk.insert_rows(conn, resource_providers, providers)
+        bulk.insert_rows(
+            conn,
+            placement_aggregates,
+            [
+                {"id": agg_ids[name], "uuid": a.uuid, "created_at": now}
+                for name, a in aggregates.items()
+            ],
+        )
+        bulk.insert_rows(conn, inventories, invs)
+        bulk.insert_rows(conn, resource_provider_traits, traits)
+        bulk.insert_rows(conn, resource_provider_aggregates, rp_aggs)
+        bulk.insert_rows(conn, consumers, cons)
+        bulk.insert_rows(conn, allocations, allocs)
+        log(f"  placement: {n} providers, {len(cons)} consumers, {len(allocs)} allocations")
+        host_store.insert_all(
+            conn,
+            records,
+            [
+                Aggregate(a.uuid, a.name, a.metadata, frozenset(members[name]))
+                for name, a in aggregates.items()
+            ],
+            instances,
+            now,
+        )
     log(f"  host cache: {len(records)} hosts, {len(aggregates)} aggregates")
 
 

@@ -165,6 +165,17 @@ def test_show_and_delete_a_host(client: PlacementClient) -> None:
     assert client.get(f"{PREFIX}/hosts/c1").json()["nodes"][0]["instances"] == 0
 
 
+def test_show_host_lists_each_of_its_nodes_and_no_other_host(client: PlacementClient) -> None:
+    nodes = {f"node-{i}": str(uuid.uuid4()) for i in range(2)}
+    for name, node in nodes.items():  # one host, two nodes (the ironic shape)
+        client.put(f"{PREFIX}/hosts/bm1", {"compute_node_uuid": node, "nodename": name})
+    client.put(f"{PREFIX}/hosts/bm10", {"compute_node_uuid": str(uuid.uuid4())})
+    shown = client.get(f"{PREFIX}/hosts/bm1").json()["nodes"]
+    assert sorted((n["nodename"], n["compute_node_uuid"]) for n in shown) == sorted(nodes.items())
+    assert {n["host"] for n in shown} == {"bm1"}
+    assert client.get(f"{PREFIX}/hosts/bm").status_code == 404
+
+
 def test_capacity_counts_what_fits_per_zone(client: PlacementClient) -> None:
     from tests.fleet import Fleet, flavor
 

@@ -240,8 +240,25 @@ ROUTES: list[tuple[str, str, Handler]] = [
 ]
 
 
-# Handlers that wait on placement: run in a worker thread.
-_THREADED = frozenset({select_destinations, explain, capacity})
+# Handlers that wait on placement, walk every host, or write (a write waits for the host
+# cache's write lock, which the sync thread holds while it reads the change log, and for
+# its own transaction): run in a worker thread, so the event loop never waits on SQL.
+_THREADED = frozenset(
+    {
+        select_destinations,
+        explain,
+        capacity,
+        list_hosts,
+        put_host,
+        delete_host,
+        put_instances,
+        delete_instance,
+        sync_instances,
+        put_aggregate,
+        delete_aggregate,
+        reset,
+    }
+)
 
 
 class SchedulerAPI:

@@ -251,6 +251,9 @@ class HostManager:
     def list_hosts(self, ctx: RequestContext) -> list[HostStatus]:
         policy.authorize(ctx, "scheduler:hosts:list")
         snap = self.snapshot()
+        return self._statuses(snap, range(len(snap)))
+
+    def _statuses(self, snap: HostSnapshot, rows: Iterable[int]) -> list[HostStatus]:
         now = self.clock()
         up = snap.up(now, self.settings.scheduler.service_down_time)
         return [
@@ -265,15 +268,18 @@ class HostManager:
                 aggregates=[a.uuid for a in snap.aggregates_of(int(snap.aggregate_set[row]))],
                 instances=int(snap.num_instances[row]),
             )
-            for row in range(len(snap))
+            for row in rows
         ]
 
     def show_host(
         self, ctx: RequestContext, host: str
     ) -> tuple[list[tuple[HostStatus, HostRecord]], list[str]]:
         """``GET /hosts/{host}``: each node of ``host`` with its status and last report,
-        and the uuids of the instances recorded on it; NotFound when it never reported."""
-        found = [s for s in self.list_hosts(ctx) if s.host == host]
+        and the uuids of the instances recorded on it; NotFound when it never reported.
+        Only the host's own rows are looked at, not every host's status."""
+        policy.authorize(ctx, "scheduler:hosts:list")
+        snap = self.snapshot()
+        found = self._statuses(snap, snap.node_rows(host, None))
         if not found:
             raise errors.NotFound(f"No host named {host!r} has reported to the scheduler.")
         with self._lock:

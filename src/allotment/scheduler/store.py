@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from allotment.db import bulk
 from allotment.db.database import utcnow
 from allotment.db.metadata import metadata
 from allotment.db.sequence import CommitOrderedLog
@@ -184,7 +185,6 @@ def prune_changes(conn: Connection, older_than: datetime) -> int:
 def save_host(conn: Connection, record: HostRecord, now: datetime) -> list[str]:
     """Write a node's row; returns the uuids of the rows it replaced (another node that
     held this host and nodename before)."""
-    report = record.report
     replaced = list(
         conn.execute(
             sa.select(hosts.c.uuid).where(
@@ -199,17 +199,7 @@ def save_host(conn: Connection, record: HostRecord, now: datetime) -> list[str]:
     _upsert(
         conn,
         hosts,
-        {
-            "uuid": record.uuid,
-            "host": record.host,
-            "nodename": record.nodename,
-            "report": report.model_dump_json(),
-            "disabled": report.disabled,
-            "disabled_reason": report.disabled_reason,
-            "heartbeat": record.heartbeat,
-            "created_at": now,
-            "updated_at": now,
-        },
+        _host_row(record, now),
         keep=("created_at",),
         # Another process may have recorded a fresher heartbeat meanwhile.
         on_update={
@@ -242,24 +232,10 @@ def save_heartbeats(conn: Connection, beats: Mapping[str, float]) -> None:
 
 
 def save_aggregate(conn: Connection, aggregate: Aggregate, now: datetime) -> None:
-    _upsert(
-        conn,
-        aggregates,
-        {
-            "uuid": aggregate.uuid,
-            "name": aggregate.name,
-            "aggregate_metadata": _json(aggregate.metadata),
-            "created_at": now,
-            "updated_at": now,
-        },
-        keep=("created_at",),
-    )
+    _upsert(conn, aggregates, _aggregate_row(aggregate, now), keep=("created_at",))
     conn.execute(aggregate_hosts.delete().where(aggregate_hosts.c.aggregate_uuid == aggregate.uuid))
     if aggregate.hosts:
-        conn.execute(
-            aggregate_hosts.insert(),
-            [{"aggregate_uuid": aggregate.uuid, "host": h} for h in sorted(aggregate.hosts)],
-        )
+        conn.execute(aggregate_hosts.insert(), _member_rows(aggregate))
 
 
 def delete_aggregate(conn: Connection, uuid: str) -> None:
@@ -280,17 +256,7 @@ def save_instances(
         ).scalars()
     )
     for info in infos:
-        _upsert(
-            conn,
-            instances,
-            {
-                "uuid": info.uuid,
-                "host": host,
-                "info": info.model_dump_json(exclude={"uuid"}),
-                "updated_at": now,
-            },
-            keep=(),
-        )
+        _upsert(conn, instances, _instance_row(host, info, now), keep=())
     return previous
 
 
@@ -298,6 +264,66 @@ def delete_instances(conn: Connection, uuids: Iterable[str]) -> None:
     wanted = list(uuids)
     if wanted:
         conn.execute(instances.delete().where(instances.c.uuid.in_(wanted)))
+
+
+def insert_all(
+    conn: Connection,
+    records: Iterable[HostRecord],
+    aggregate_list: Iterable[Aggregate],
+    instance_lists: Mapping[str, Collection[InstanceInfo]],
+    now: datetime,
+) -> None:
+    """Bulk-load an empty cache (a seeded cloud): the rows ``save_host``,
+    ``save_aggregate`` and ``save_instances`` would write, in a few multi-row statements
+    instead of a few per row. Records no change: the processes that start afterwards
+    load everything."""
+    aggregate_list = list(aggregate_list)
+    bulk.insert_rows(conn, hosts, [_host_row(r, now) for r in records])
+    bulk.insert_rows(conn, aggregates, [_aggregate_row(a, now) for a in aggregate_list])
+    bulk.insert_rows(conn, aggregate_hosts, [m for a in aggregate_list for m in _member_rows(a)])
+    bulk.insert_rows(
+        conn,
+        instances,
+        [_instance_row(host, i, now) for host, infos in instance_lists.items() for i in infos],
+    )
+
+
+def _host_row(record: HostRecord, now: datetime) -> dict[str, Any]:
+    report = record.report
+    return {
+        "uuid": record.uuid,
+        "host": record.host,
+        "nodename": record.nodename,
+        "report": report.model_dump_json(),
+        "disabled": report.disabled,
+        "disabled_reason": report.disabled_reason,
+        "heartbeat": record.heartbeat,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _aggregate_row(aggregate: Aggregate, now: datetime) -> dict[str, Any]:
+    return {
+        "uuid": aggregate.uuid,
+        "name": aggregate.name,
+        "aggregate_metadata": _json(aggregate.metadata),
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _member_rows(aggregate: Aggregate) -> list[dict[str, str]]:
+    return [{"aggregate_uuid": aggregate.uuid, "host": h} for h in sorted(aggregate.hosts)]
+
+
+def _instance_row(host: str, info: InstanceInfo, now: datetime) -> dict[str, Any]:
+    return {
+        "uuid": info.uuid,
+        "host": host,
+        "info": info.model_dump_json(exclude={"uuid"}),
+        "updated_at": now,
+    }
 
 
 def load(

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from allotment.app import Services
+from allotment.db import bulk
 from allotment.db.database import utcnow
 from allotment.placement.store.tables import (
     allocations,
@@ -291,48 +292,31 @@ def build(services: Services, scenario: Scenario, policy: Policy, rng: random.Ra
         zones=zones,
     )
     cons, allocs, infos = _existing_load(cloud, scenario, rng, rc_id, now)
-    _insert(services, resource_providers, providers)
-    _insert(
-        services,
-        placement_aggregates,
-        [
-            {"id": agg_ids[name], "uuid": agg_uuid(scenario.name, name), "created_at": now}
-            for name in agg_meta
-        ],
-    )
-    _insert(services, inventories, invs)
-    _insert(services, resource_provider_traits, traits)
-    _insert(services, resource_provider_aggregates, rp_aggs)
-    _insert(services, consumers, cons)
-    _insert(services, allocations, allocs)
-    # A fresh database: the host rows are inserted in bulk (save_host's upsert, one
-    # statement pair per host, is what a running cloud needs, not an empty one).
-    _insert(
-        services,
-        host_store.hosts,
-        [
-            {
-                "uuid": r.uuid,
-                "host": r.host,
-                "nodename": r.nodename,
-                "report": r.report.model_dump_json(),
-                "disabled": r.report.disabled,
-                "disabled_reason": r.report.disabled_reason,
-                "heartbeat": r.heartbeat,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for r in records
-        ],
-    )
-    with services.db.write() as conn:
-        for name, metadata in agg_meta.items():
-            aggregate = Aggregate(
-                agg_uuid(scenario.name, name), name, metadata, frozenset(members[name])
-            )
-            host_store.save_aggregate(conn, aggregate, now)
-        for host, held in infos.items():
-            host_store.save_instances(conn, host, held, now)
+    with services.db.write() as conn:  # one transaction, a few statements a table
+        bulk.insert_rows(conn, resource_providers, providers)
+        bulk.insert_rows(
+            conn,
+            placement_aggregates,
+            [
+                {"id": agg_ids[name], "uuid": agg_uuid(scenario.name, name), "created_at": now}
+                for name in agg_meta
+            ],
+        )
+        bulk.insert_rows(conn, inventories, invs)
+        bulk.insert_rows(conn, resource_provider_traits, traits)
+        bulk.insert_rows(conn, resource_provider_aggregates, rp_aggs)
+        bulk.insert_rows(conn, consumers, cons)
+        bulk.insert_rows(conn, allocations, allocs)
+        host_store.insert_all(
+            conn,
+            records,
+            [
+                Aggregate(agg_uuid(scenario.name, name), name, metadata, frozenset(members[name]))
+                for name, metadata in agg_meta.items()
+            ],
+            infos,
+            now,
+        )
     return cloud
 
 
@@ -422,11 +406,3 @@ def _existing_load(
             )
             cloud.existing.append(Instance(consumer, h, f_index, -1, placed))
     return cons, allocs, infos
-
-
-def _insert(services: Services, table: Any, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    with services.db.write() as conn:
-        for start in range(0, len(rows), 20000):
-            conn.execute(table.insert(), rows[start : start + 20000])
