@@ -340,9 +340,11 @@ def test_a_cohort_ranks_its_alternates_once_each_call_leaving_out_its_own_host(
     ranked: list[int] = []
     alternates = Cycle.alternates
 
-    def counting(cycle: Cycle, selected: Sequence[int], count: int) -> Any:
+    def counting(
+        cycle: Cycle, selected: Sequence[int], count: int, beside: int | None = None
+    ) -> Any:
         ranked.append(count)
-        return alternates(cycle, selected, count)
+        return alternates(cycle, selected, count, beside)
 
     monkeypatch.setattr(Cycle, "alternates", counting)
     spec = request_spec(flavor=flavor(memory_mb=4096))

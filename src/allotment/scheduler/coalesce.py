@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -70,12 +70,12 @@ class Decider(Protocol):
 
     def _claim(self, decision: Decision, pick: Pick, spec: RequestSpec, user_id: str) -> Claim: ...
 
-    def _alternates(
-        self, decision: Decision, selected: Sequence[int], extra: int = 0
-    ) -> Alternates: ...
-
     def _selections(
-        self, decision: Decision, return_alternates: bool, shared: Alternates | None = None
+        self,
+        decision: Decision,
+        return_alternates: bool,
+        shared: dict[str | None, Alternates] | None = None,
+        extra: int = 0,
     ) -> list[list[Selection]]: ...
 
     def _decide_and_claim(
@@ -239,7 +239,8 @@ class Coalescer:
                 key = id(item.decision.cycle)
                 calls, chosen = sharing.get(key, (0, 0))
                 sharing[key] = (calls + 1, max(chosen, len(item.decision.picks)))
-        shared: dict[int, Alternates] = {}
+        # Per shared cycle, its alternates ranked once per Nova cell.
+        shared: dict[int, dict[str | None, Alternates]] = {}
         for item in batch:
             if item.decision is not None and item.error is None:
                 decision = item.decision
@@ -248,13 +249,10 @@ class Coalescer:
                         alternates = None
                         calls, chosen = sharing.get(id(decision.cycle), (0, 0))
                         if calls > 1:
-                            alternates = shared.get(id(decision.cycle))
-                            if alternates is None:
-                                # Ranked past the hosts any one of them leaves out.
-                                alternates = self.manager._alternates(decision, [], chosen)
-                                shared[id(decision.cycle)] = alternates
+                            # Ranked past the hosts any one of them leaves out.
+                            alternates = shared.setdefault(id(decision.cycle), {})
                         item.selections = self.manager._selections(
-                            decision, item.return_alternates, alternates
+                            decision, item.return_alternates, alternates, chosen
                         )
                     except Exception as exc:
                         item.error = exc

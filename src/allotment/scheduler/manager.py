@@ -582,16 +582,21 @@ class SchedulerManager:
         )
 
     def _alternates(
-        self, decision: Decision, selected: Sequence[int], extra: int = 0
+        self,
+        decision: Decision,
+        selected: Sequence[int],
+        extra: int = 0,
+        beside: int | None = None,
     ) -> Alternates:
         """The cycle's best ``max_attempts - 1`` hosts (plus ``extra``) outside ``selected``
-        for alternates. Hosts whose capacity the request used up have left the cycle
-        already; those placement's offer no longer fits are kept as None."""
+        for alternates, in the Nova cell of the host at ``beside`` when given. Hosts whose
+        capacity the request used up have left the cycle already; those placement's offer
+        no longer fits are kept as None."""
         count = self.settings.max_attempts - 1
         if count <= 0:
             return Alternates([])
         ranked: list[tuple[int, Selection | None]] = []
-        for choice in decision.cycle.alternates(selected, count + extra):
+        for choice in decision.cycle.alternates(selected, count + extra, beside=beside):
             request = decision.ledger.fitting(choice.candidate)
             found = None if request is None else self._selection(decision, choice, request)
             ranked.append((choice.position, found))
@@ -601,18 +606,33 @@ class SchedulerManager:
         self,
         decision: Decision,
         return_alternates: bool,
-        shared: Alternates | None = None,
+        shared: dict[str | None, Alternates] | None = None,
+        extra: int = 0,
     ) -> list[list[Selection]]:
-        """Each pick's selection, then (with ``return_alternates``) the request's
-        alternates: from ``shared`` when requests decided on one cycle rank them once."""
-        alternates: list[Selection] = []
+        """Each pick's selection, then (with ``return_alternates``) the alternates of its
+        host's Nova cell, as Nova's ``_get_alternate_hosts`` keeps a build in its cell.
+        Ranked once per cell; in ``shared`` when requests decided on one cycle rank them
+        once (past the ``extra`` hosts any one of them leaves out)."""
         count = self.settings.max_attempts - 1 if return_alternates else 0
-        if count > 0:
-            chosen = [p.choice.position for p in decision.picks]
-            ranked = shared if shared is not None else self._alternates(decision, chosen)
-            alternates = ranked.excluding(chosen, count)
+        chosen = [p.choice.position for p in decision.picks]
+        by_cell = shared if shared is not None else {}
+
+        def alternates(position: int) -> list[Selection]:
+            if count <= 0:
+                return []
+            cell = decision.cycle.record(position).report.cell_uuid
+            if cell not in by_cell:
+                if shared is not None:
+                    by_cell[cell] = self._alternates(decision, [], extra, beside=position)
+                else:
+                    by_cell[cell] = self._alternates(decision, chosen, beside=position)
+            return by_cell[cell].excluding(chosen, count)
+
         return [
-            [self._selection(decision, pick.choice, pick.request), *alternates]
+            [
+                self._selection(decision, pick.choice, pick.request),
+                *alternates(pick.choice.position),
+            ]
             for pick in decision.picks
         ]
 

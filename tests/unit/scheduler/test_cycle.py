@@ -12,6 +12,9 @@ from allotment.errors import NoValidHost
 from allotment.scheduler.request import parse_request_spec
 from tests.unit.scheduler.helpers import Cloud, spec
 
+CELL_A = "8a2c3f51-3b7e-4d1a-9c4e-2f6b8d0e1a11"
+CELL_B = "8a2c3f51-3b7e-4d1a-9c4e-2f6b8d0e1a22"
+
 
 def three_hosts() -> Cloud:
     cloud = Cloud()
@@ -167,6 +170,23 @@ def test_alternates_exclude_selected_hosts_and_follow_weights() -> None:
     alternates = cycle.alternates(chosen, 2)
     assert [a.host for a in alternates] == ["h2", "h3"]
     assert cycle.alternates(chosen, 0) == []
+
+
+def test_alternates_beside_a_host_stay_in_its_cell() -> None:
+    """Nova's ``_get_alternate_hosts``: a build is retried in the cell it went to."""
+    cloud = Cloud()
+    cells = {"h0": CELL_A, "h1": CELL_B, "h2": CELL_A, "h3": CELL_B, "h4": CELL_A}
+    for i, ram in enumerate([5000, 4000, 3000, 2000, 1000]):
+        cloud.host(f"h{i}", ram=ram, cell_uuid=cells[f"h{i}"])
+    cycle = cloud.cycle(spec(), weighers=["RAMWeigher"])
+    first = cycle.next_hosts().first
+    assert first.host == "h0"
+    assert [a.host for a in cycle.alternates([first.position], 2)] == ["h1", "h2"]
+    beside = cycle.alternates([first.position], 2, beside=first.position)
+    assert [a.host for a in beside] == ["h2", "h4"]
+    second = next(c for c in cycle.next_hosts() if c.host == "h1")
+    picked = [first.position, second.position]
+    assert [a.host for a in cycle.alternates(picked, 2, beside=second.position)] == ["h3"]
 
 
 def test_choice_maps_back_to_the_candidates() -> None:

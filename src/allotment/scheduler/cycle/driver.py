@@ -427,10 +427,14 @@ class Cycle(CycleView):
         self._sync_scores()
         return self._scores.breakdown(np.asarray(positions, np.int64))
 
-    def alternates(self, selected: Sequence[int], count: int) -> list[HostChoice]:
+    def alternates(
+        self, selected: Sequence[int], count: int, beside: int | None = None
+    ) -> list[HostChoice]:
         """Up to ``count`` other hosts, best first, after re-filtering and re-weighing for
         what was consumed (Nova re-sorts once when more than one instance was placed).
-        Hosts in ``selected`` (positions) are never alternates."""
+        Hosts in ``selected`` (positions) are never alternates; with ``beside`` (a
+        position), only hosts in that host's Nova cell are, as Nova's
+        ``_get_alternate_hosts`` keeps a build's retries in the cell it was sent to."""
         if count <= 0:
             return []
         if self._dirty and not self._skip_filters:
@@ -440,14 +444,16 @@ class Cycle(CycleView):
         self._sync_scores()
         weights = self._scores.totals()
         taken = set(selected)
+        cell = None if beside is None else self.record(beside).report.cell_uuid
         order = np.lexsort((np.arange(len(weights)), -weights))
         found: list[HostChoice] = []
         for index in order.tolist():
             pos = int(self._alive[index])
-            if pos not in taken:
-                found.append(self.choice(pos, float(weights[index])))
-                if len(found) == count:
-                    break
+            if pos in taken or (beside is not None and self.record(pos).report.cell_uuid != cell):
+                continue
+            found.append(self.choice(pos, float(weights[index])))
+            if len(found) == count:
+                break
         return found
 
     def choice(self, pos: int, weight: float) -> HostChoice:
