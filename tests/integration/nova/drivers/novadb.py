@@ -19,7 +19,11 @@ Reads one JSON object on stdin: ``{"api", "cell0", "cells": {name: url},
   does (``version``: as a nova-compute of that service version writes it when it starts);
 - ``{"do": "delete_node", "cell", "uuid"}``, ``{"do": "delete_instance", "cell", "uuid"}``,
   ``{"do": "aggregate_remove_host", "uuid", "host"}``, ``{"do": "aggregate_metadata",
-  "uuid", "metadata"}``.
+  "uuid", "metadata"}``;
+- ``{"do": "touch_nodes", "cells": [...]}``: every compute node of the cells saved (Nova's
+  database API dates it now), as a compute's resource tracker saves it when it reports,
+  in a later second than anything before the call: a nova-scheduler keeps what it
+  consumed on a host state until its node is newer than that state.
 
 Writes one JSON list, one answer per step.
 """
@@ -29,6 +33,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 
 
 def conf_file(api, main, transport_url):
@@ -252,6 +257,19 @@ def aggregate_metadata(step):
     found.update_metadata(step["metadata"])
 
 
+def touch_nodes(step):
+    from nova import context, objects
+
+    # The column keeps whole seconds: a host state consumed earlier in this second would
+    # still be newer than the node.
+    time.sleep(1.05 - time.time() % 1)
+    for name in step["cells"]:
+        ctxt, mapping = cell_context(name)
+        with context.target_cell(ctxt, mapping) as cctxt:
+            for compute in objects.ComputeNodeList.get_all(cctxt):
+                compute.save()
+
+
 STEPS = {
     "host": host,
     "service": service,
@@ -261,6 +279,7 @@ STEPS = {
     "delete_instance": delete_instance,
     "aggregate_remove_host": aggregate_remove_host,
     "aggregate_metadata": aggregate_metadata,
+    "touch_nodes": touch_nodes,
 }
 
 

@@ -10,7 +10,9 @@ claims an alternate)
 (``move_allocations``: Nova's report client moving allocations to a migration record, as
 conductor does before a resize or migration; ``select_destinations`` with
 ``fill_provider_mapping``: also Nova's ``fill_provider_mapping`` on the first Selection,
-answered as ``{"selections", "provider_uuids": {requester_id: [...]}}``). Writes
+answered as ``{"selections", "provider_uuids": {requester_id: [...]}}``;
+``delete_allocations`` with ``instance_uuids``: Nova's report client deleting each
+instance's allocations, as conductor does when a build is given up). Writes
 one JSON list: per call ``{"result": ...}`` (Selections read back as JSON) or
 ``{"error": {"class", "module", "message"}}``.
 """
@@ -75,6 +77,12 @@ def call(api, item):
         return report.report_client_singleton().move_allocations(
             ctxt, item["source"], item["target"]
         )
+    if method == "delete_allocations":
+        client = report.report_client_singleton()
+        return [
+            client.delete_allocation_for_instance(ctxt, uuid, force=True)
+            for uuid in item["instance_uuids"]
+        ]
     if method == "claim_resources":
         # What conductor does with an alternate when a build is rescheduled.
         return utils.claim_resources(
@@ -90,6 +98,30 @@ def call(api, item):
     return None
 
 
+def answer(api, item):
+    """One call's answer: ``{"result"}`` or ``{"error"}``."""
+    try:
+        return {"result": read(call(api, item))}
+    except exception.NovaException as exc:
+        return {
+            "error": {
+                "class": type(exc).__name__,
+                "module": type(exc).__module__,
+                "nova_class": [c.__name__ for c in type(exc).__mro__],
+                "message": exc.format_message(),
+            }
+        }
+    except Exception as exc:  # a remote error of another kind: the test shows it
+        return {
+            "error": {
+                "class": type(exc).__name__,
+                "module": type(exc).__module__,
+                "nova_class": [],
+                "message": str(exc),
+            }
+        }
+
+
 def main():
     request = json.load(sys.stdin)
     objects.register_all()
@@ -97,33 +129,7 @@ def main():
         ["nova-conductor"], default_config_files=[conf_file(request)], configure_db=False
     )
     api = rpcapi.SchedulerAPI()
-    answers = []
-    for item in request["calls"]:
-        try:
-            answers.append({"result": read(call(api, item))})
-        except exception.NovaException as exc:
-            answers.append(
-                {
-                    "error": {
-                        "class": type(exc).__name__,
-                        "module": type(exc).__module__,
-                        "nova_class": [c.__name__ for c in type(exc).__mro__],
-                        "message": exc.format_message(),
-                    }
-                }
-            )
-        except Exception as exc:  # a remote error of another kind: the test shows it
-            answers.append(
-                {
-                    "error": {
-                        "class": type(exc).__name__,
-                        "module": type(exc).__module__,
-                        "nova_class": [],
-                        "message": str(exc),
-                    }
-                }
-            )
-    json.dump(answers, sys.stdout, default=str)
+    json.dump([answer(api, item) for item in request["calls"]], sys.stdout, default=str)
 
 
 if __name__ == "__main__":
