@@ -54,12 +54,14 @@ HOSTS = {
     "n3": ("cell1", 11, 13312),
     "n4": ("cell1", 9, 11264),
     "n5": ("cell2", 6, 9216),
+    "n6": ("cell2", 4, 7168),
 }
 CPU_RATIO = 4.0
 DISK_GB = 200
 # A Nova 34 compute marks its root provider OWNER_NOVA; nova-scheduler requires it once
-# every compute service is version 73 or later (these are 74).
-TRAITS = {name: ["OWNER_NOVA"] for name in HOSTS} | {
+# every compute service is version 73 or later (these are 74). n6's provider is not
+# marked (a provider Nova does not manage, on a node in Nova's databases).
+TRAITS = {name: ["OWNER_NOVA"] for name in HOSTS if name != "n6"} | {
     "n4": ["OWNER_NOVA", "CUSTOM_FAST"],
     "n5": ["OWNER_NOVA", "CUSTOM_FAST"],
 }
@@ -180,6 +182,10 @@ SCENARIOS = [
     Scenario("ignore hosts", fields={"ignore_hosts": ["n1", "n2"]}),
     Scenario("no valid host: larger than any host", flavor=flavor(memory_mb=65536)),
     Scenario(
+        "no valid host: the destination's provider is not OWNER_NOVA",
+        fields={"requested_destination": {"$obj": "Destination", "host": "n6"}},
+    ),
+    Scenario(
         "no valid host: zone and trait exclude each other",
         flavor=flavor(
             **{"trait:CUSTOM_FAST": "required", "aggregate_instance_extra_specs:ssd": "true"}
@@ -232,10 +238,11 @@ def _providers(http: httpx.Client, nodes: dict[str, str], aggregates: dict[str, 
                 },
             },
         )["resource_provider_generation"]
-        generation = put(
-            f"/resource_providers/{rp}/traits",
-            {"resource_provider_generation": generation, "traits": TRAITS[name]},
-        )["resource_provider_generation"]
+        if name in TRAITS:
+            generation = put(
+                f"/resource_providers/{rp}/traits",
+                {"resource_provider_generation": generation, "traits": TRAITS[name]},
+            )["resource_provider_generation"]
         mine = [aggregates[agg] for agg, (members, _) in AGGREGATES.items() if name in members]
         if mine:
             put(
