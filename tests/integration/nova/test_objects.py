@@ -266,6 +266,85 @@ def test_an_older_spec_as_a_pinned_nova_sends_it(nova_objects: NovaDriver) -> No
     assert spec.is_bfv is False and spec.flavor.name == "m1.small"
 
 
+def legacy(nova: NovaDriver, desc: dict[str, Any]) -> dict[str, Any]:
+    """What Nova's SchedulerAPI sends at 4.0 for the RequestSpec DESC, and (``nova``) the
+    RequestSpec Nova's own ``from_primitives`` makes of it."""
+    answer: dict[str, Any] = nova.run([{"op": "legacy", "object": desc}])[0]
+    return answer
+
+
+@pytest.mark.parametrize(
+    "desc",
+    [
+        FULL_SPEC,
+        {"$obj": "RequestSpec", "project_id": "p1", "flavor": FLAVOR, "instance_uuid": INSTANCE},
+    ],
+    ids=["full", "minimal"],
+)
+def test_the_legacy_dicts_decode_as_novas_from_primitives_reads_them(
+    nova_objects: NovaDriver, desc: dict[str, Any]
+) -> None:
+    sent = legacy(nova_objects, desc)
+    spec = objects.decode_legacy_request_spec(sent["request_spec"], sent["filter_properties"])
+    assert spec == objects.decode_request_spec(sent["nova"])
+
+
+def test_what_the_legacy_dicts_lose_stays_lost(nova_objects: NovaDriver) -> None:
+    sent = legacy(nova_objects, FULL_SPEC)
+    props = sent["filter_properties"]
+    assert props["group_updated"] is True and props["scheduler_hints"]["group"] == GROUP
+    spec = objects.decode_legacy_request_spec(sent["request_spec"], props)
+    assert (spec.project_id, spec.user_id, spec.instance_uuid, spec.num_instances) == (
+        "p1",
+        "u1",
+        INSTANCE,
+        2,
+    )
+    assert spec.flavor.vcpus == 2 and spec.extra_specs["trait:HW_CPU_X86_AVX2"] == "required"
+    assert spec.image is not None and spec.image.properties["hw_architecture"] == "x86_64"
+    # The group keeps its policy, hosts, members and uuid; its name and rules are lost.
+    group = spec.instance_group
+    assert group is not None and (group.uuid, group.policy) == (GROUP, "anti-affinity")
+    assert (group.hosts, group.members, group.name, group.rules) == (["h1"], [INSTANCE], None, {})
+    # Single-valued hints went out unwrapped and come back in lists, as Nova reads them.
+    assert spec.scheduler_hints == {"group": [GROUP], "same_host": ["x", "y"]}
+    assert spec.retry is not None and spec.retry.num_attempts == 2
+    assert [(h.host, h.nodename) for h in spec.retry.hosts] == [("h9", "n9")]
+    assert spec.limits is not None and spec.limits.vcpu == 4
+    assert spec.limits.numa_topology is not None
+    assert spec.limits.numa_topology.cpu_allocation_ratio == 16.0
+    assert spec.pci_requests[0].alias_name == "nic" and spec.ignore_hosts == ["h2"]
+    assert spec.numa_topology is not None and spec.numa_topology.cells[0].pcpuset == [0, 1]
+    destination = spec.requested_destination
+    assert destination is not None and destination.cell is not None
+    assert (destination.host, destination.cell.uuid) == ("h1", CELL)
+    assert spec.availability_zone == "az1"
+    # Not in the legacy form at all: Nova defaults them, and so do we.
+    assert spec.requested_resources == [] and spec.request_level_params is None
+    assert spec.requested_networks == [] and spec.network_metadata is None
+    assert spec.is_bfv is False and spec.security_groups == []
+
+
+def test_malformed_legacy_dicts_are_refused_with_the_place(nova_objects: NovaDriver) -> None:
+    sent = legacy(nova_objects, FULL_SPEC)
+    with pytest.raises(objects.ObjectError, match=r"filter_properties: expected a dict"):
+        objects.decode_legacy_request_spec(sent["request_spec"], ["x"])
+    no_flavor = {**sent["request_spec"], "instance_type": {}}
+    with pytest.raises(objects.ObjectError, match=r"instance_type: the request spec has no"):
+        objects.decode_legacy_request_spec(no_flavor, sent["filter_properties"])
+    instance = {k: v for k, v in sent["request_spec"]["instance_properties"].items() if k != "uuid"}
+    with pytest.raises(objects.ObjectError, match=r"instance_properties: the instance has no uuid"):
+        objects.decode_legacy_request_spec(
+            {**sent["request_spec"], "instance_properties": instance}, sent["filter_properties"]
+        )
+    retry = {**sent["filter_properties"], "retry": {"num_attempts": 1, "hosts": ["h1"]}}
+    with pytest.raises(objects.ObjectError, match=r"retry\.hosts: expected a list of \["):
+        objects.decode_legacy_request_spec(sent["request_spec"], retry)
+    group = {**sent["filter_properties"], "group_policies": []}
+    with pytest.raises(objects.ObjectError, match=r"group_policies: the instance group has"):
+        objects.decode_legacy_request_spec(sent["request_spec"], group)
+
+
 def test_newer_minor_versions_are_read_for_the_fields_known(nova_objects: NovaDriver) -> None:
     sent = primitive(nova_objects, FULL_SPEC)
     newer = copy.deepcopy(sent)

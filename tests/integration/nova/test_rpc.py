@@ -138,6 +138,68 @@ def test_a_pinned_conductor_gets_host_dicts(cloud: Cloud) -> None:
     assert sum(cloud.fleet.usages(name)["VCPU"] for name in ("h1", "h2", "h3")) == 2
 
 
+def test_a_conductor_pinned_to_4_0_sends_the_legacy_dicts(cloud: Cloud) -> None:
+    """[upgrade_levels] scheduler = 4.0: Nova sends request_spec / filter_properties
+    dicts with the group as ``group_*`` keys; the group is honoured, host dicts come back,
+    and nothing is claimed (4.0 carries no instance uuids)."""
+    group = str(uuid.uuid4())
+    members = [str(uuid.uuid4()) for _ in range(3)]
+
+    def grouped(policy: str, hosts: list[str], ctx: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "method": "select_destinations",
+            "context": ctx,
+            "spec": spec(
+                instance_uuid=members[-1],
+                instance_group={
+                    "$obj": "InstanceGroup",
+                    "uuid": group,
+                    "policy": policy,
+                    "hosts": hosts,
+                    "members": members,
+                },
+                scheduler_hints={"group": [group]},
+            ),
+        }
+
+    # Two members already run on h1 and h2 (as computes report them to the scheduler).
+    cloud.rpc(
+        *(
+            {
+                "method": "update_instance_info",
+                "context": context(),
+                "host_name": host,
+                "instance_info": {
+                    "$obj": "InstanceList",
+                    "objects": [{"$obj": "Instance", "uuid": member, "project_id": "p1"}],
+                },
+            }
+            for host, member in zip(("h1", "h2"), members, strict=False)
+        )
+    )
+
+    def hosts() -> dict[str, Any]:
+        listed = cloud.fleet.call("GET", f"{SCHEDULER}/hosts", to=cloud.fleet.http).json()
+        return {h["host"]: h["instances"] for h in listed["hosts"]}
+
+    assert _wait_for(lambda: hosts() == {"h1": 1, "h2": 1, "h3": 0})
+    ctx = context()
+    anti, affinity = cloud.rpc(
+        grouped("anti-affinity", ["h1", "h2"], ctx),
+        grouped("affinity", ["h2"], context()),
+        upgrade_level="4.0",
+    )
+    assert anti["result"] == [{"host": "h3", "nodename": "h3", "limits": {}}], anti
+    assert [d["host"] for d in affinity["result"]] == ["h2"], affinity
+    assert cloud.fleet.allocations(members[-1]) == {}
+    for name in ("h1", "h2", "h3"):
+        assert cloud.fleet.usages(name) == {"VCPU": 0, "MEMORY_MB": 0, "DISK_GB": 0}
+    assert ctx["request_id"] in cloud.log()
+    # An affinity group on a host that is gone: Nova's NoValidHost, as for the newer forms.
+    (gone,) = cloud.rpc(grouped("affinity", ["h9"], context()), upgrade_level="4.0")
+    assert "NoValidHost" in gone["error"]["nova_class"], gone
+
+
 def _wait_for(check: Any, timeout: float = 20.0) -> Any:
     deadline = time.monotonic() + timeout
     while True:

@@ -3,8 +3,9 @@
 A versioned object travels as its primitive: ``{"nova_object.name", ".namespace",
 ".version", ".data", ".changes"}``, ``data`` holding only the fields that are set (nested
 objects as primitives again, sets as lists). We decode the ``RequestSpec`` nova-conductor
-sends, with everything it carries, into our own ``RequestSpec``, and encode the
-``Selection`` objects it expects back.
+sends, with everything it carries, into our own ``RequestSpec`` (or, from a caller
+pinned below RPC 4.3, the legacy dicts it is flattened to), and encode the ``Selection``
+objects it expects back.
 
 Versions follow oslo.versionedobjects: within a major version a newer minor only adds
 fields, so an object newer than the ones we know is read for the fields we know (what
@@ -189,13 +190,17 @@ def decode_flavor(flavor: Primitive) -> Flavor:
 
 
 def decode_image(image: Primitive) -> Image:
+    props = image.child("properties", "ImageMetaProps")
+    return _image(image, dict(props.data) if props is not None else {})
+
+
+def _image(image: Primitive, properties: dict[str, Any]) -> Image:
     fields = (
         "id", "name", "disk_format", "container_format", "min_ram", "min_disk", "status",
         "visibility", "owner", "size", "virtual_size", "checksum", "protected", "tags",
     )  # fmt: skip
     data: dict[str, Any] = {k: image.data[k] for k in fields if image.has(k)}
-    props = image.child("properties", "ImageMetaProps")
-    data["properties"] = dict(props.data) if props is not None else {}
+    data["properties"] = properties
     return _model(Image, data, image.where)
 
 
@@ -358,6 +363,141 @@ def _model(model: type[ModelT], data: Mapping[str, Any], where: str) -> ModelT:
         item = exc.errors()[0]
         field = ".".join(str(part) for part in item["loc"])
         raise ObjectError(f"{where}.{field}: {item['msg']}") from None
+
+
+# -- decoding the legacy (4.0) request_spec and filter_properties dicts ------------------
+#
+# What Nova's SchedulerAPI sends when [upgrade_levels] scheduler is below 4.3: its
+# RequestSpec's ``to_legacy_request_spec_dict()`` and ``to_legacy_filter_properties_dict()``,
+# read back as Nova's ``RequestSpec.from_primitives`` reads them. The nested Nova objects
+# (flavor, NUMA topology, PCI requests, NUMA limits, destination) travel as primitives;
+# the image as a plain dict of its fields. What the legacy form does not carry (is_bfv,
+# the requested resources and networks, the group's name and rules, ...) stays unset, as
+# in Nova.
+
+
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ObjectError(f"{where}: expected a dict, got {type(value).__name__}.")
+    return value
+
+
+def _object_or_fields(value: Any, name: str, where: str) -> Primitive | None:
+    """A nested object as its primitive, or as the plain dict of its fields (the limits
+    always travel so, via ``SchedulerLimits.to_dict()``; Nova reads a flavor dict too)."""
+    if not value:
+        return None
+    if isinstance(value, dict) and "nova_object.name" not in value:
+        return Primitive(name, KNOWN_VERSIONS[name], value, where)
+    return envelope(value, name, where)
+
+
+def _legacy_image(value: Any, where: str) -> Image | None:
+    """Nova's ``ImageMeta.from_dict``: an empty dict is an image with no fields set."""
+    if value is None:
+        return None
+    if isinstance(value, dict) and "nova_object.name" in value:
+        return decode_image(envelope(value, "ImageMeta", where))
+    image = Primitive("ImageMeta", KNOWN_VERSIONS["ImageMeta"], _mapping(value, where), where)
+    return _image(image, dict(_mapping(image.get("properties"), f"{where}.properties")))
+
+
+def _legacy_numa_topology(value: Any, where: str) -> InstanceNumaTopology | None:
+    """An InstanceNUMATopology primitive, or the JSON of one (as an instance stores it)."""
+    if isinstance(value, str):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            raise ObjectError(f"{where}: not the JSON of an InstanceNUMATopology.") from None
+    found = None if value is None else envelope(value, "InstanceNUMATopology", where)
+    return None if found is None else decode_numa_topology(found)
+
+
+def _legacy_retry(value: Any, where: str) -> SchedulerRetry | None:
+    """Nova's ``SchedulerRetries.from_dict``: ``hosts`` is a list of [host, node] pairs;
+    a retry dict without them is an empty retry."""
+    retry = _mapping(value, where)
+    if not retry:
+        return None
+    pairs = retry.get("hosts")
+    if pairs is None:
+        return SchedulerRetry()
+    if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 for p in pairs):
+        raise ObjectError(f"{where}.hosts: expected a list of [host, node] pairs.")
+    hosts = [{"host": host, "nodename": node} for host, node in pairs]
+    return _model(
+        SchedulerRetry, {"num_attempts": retry.get("num_attempts") or 0, "hosts": hosts}, where
+    )
+
+
+def _legacy_group(props: Mapping[str, Any], where: str) -> InstanceGroup | None:
+    """Nova's ``_populate_group_info``: an InstanceGroup object, else the old
+    ``group_*`` keys (policy, hosts, members and uuid only) when ``group_updated``."""
+    if props.get("instance_group"):
+        return decode_instance_group(
+            envelope(props["instance_group"], "InstanceGroup", f"{where}.instance_group")
+        )
+    if props.get("group_updated") is not True:
+        return None
+    policies = _strings(props.get("group_policies"))
+    if not policies:
+        raise ObjectError(f"{where}.group_policies: the instance group has no policy.")
+    data: dict[str, Any] = {
+        "policy": policies[0],
+        "hosts": _strings(props.get("group_hosts")),
+        "members": _strings(props.get("group_members")),
+    }
+    if props.get("group_uuid"):
+        data["uuid"] = props["group_uuid"]
+    return _model(InstanceGroup, data, where)
+
+
+def decode_legacy_request_spec(request_spec: Any, filter_properties: Any) -> RequestSpec:
+    """Our RequestSpec from select_destinations 4.0's ``request_spec`` and
+    ``filter_properties`` dicts, as Nova's ``RequestSpec.from_primitives`` builds its own."""
+    spec = _mapping(request_spec, "request_spec")
+    props = _mapping(filter_properties, "filter_properties")
+    instance = _mapping(spec.get("instance_properties"), "request_spec.instance_properties")
+    flavor = _object_or_fields(spec.get("instance_type"), "Flavor", "request_spec.instance_type")
+    if flavor is None:
+        raise ObjectError("request_spec.instance_type: the request spec has no flavor.")
+    if not instance.get("project_id"):
+        raise ObjectError("request_spec.instance_properties: the request spec has no project_id.")
+    if not instance.get("uuid"):
+        # Nova's from_primitives refuses it too (RequestSpec.instance_uuid is not nullable).
+        raise ObjectError("request_spec.instance_properties: the instance has no uuid.")
+    where = "request_spec.instance_properties"
+    pci = instance.get("pci_requests")
+    hints = _mapping(props.get("scheduler_hints"), "filter_properties.scheduler_hints")
+    limits = _object_or_fields(props.get("limits"), "SchedulerLimits", "filter_properties.limits")
+    destination = props.get("requested_destination")
+    data: dict[str, Any] = {
+        "project_id": instance["project_id"],
+        "user_id": instance.get("user_id"),
+        "availability_zone": instance.get("availability_zone"),
+        "instance_uuid": instance.get("uuid"),
+        "numa_topology": _legacy_numa_topology(instance.get("numa_topology"),
+                                               f"{where}.numa_topology"),
+        "pci_requests": [] if pci is None else decode_pci_requests(
+            envelope(pci, "InstancePCIRequests", f"{where}.pci_requests")),
+        "flavor": decode_flavor(flavor),
+        "image": _legacy_image(spec.get("image"), "request_spec.image"),
+        "num_instances": spec.get("num_instances", 1),
+        "ignore_hosts": _strings(props.get("ignore_hosts")),
+        "force_hosts": _strings(props.get("force_hosts")),
+        "force_nodes": _strings(props.get("force_nodes")),
+        "retry": _legacy_retry(props.get("retry"), "filter_properties.retry"),
+        # Nova's SchedulerLimits.from_dict of the default {}: limits with none set.
+        "limits": Limits() if limits is None else decode_limits(limits),
+        "instance_group": _legacy_group(props, "filter_properties"),
+        # The legacy dict unwrapped single-valued hints; Nova wraps them back in lists.
+        "scheduler_hints": {k: v if isinstance(v, list) else [v] for k, v in hints.items()},
+        "requested_destination": None if not destination else decode_destination(
+            envelope(destination, "Destination", "filter_properties.requested_destination")),
+    }  # fmt: skip
+    return _model(RequestSpec, data, "request_spec")
 
 
 # -- decoding what the fanout casts carry ------------------------------------------------

@@ -11,8 +11,9 @@ version sends (Nova's ``scheduler/rpcapi.py``):
 - 4.4: ``spec_obj, instance_uuids``: claims made, answered with host dicts;
 - 4.3: ``spec_obj`` only: no instance uuids to claim for, so the hosts are chosen without
   claiming (as Nova does) and answered with host dicts;
-- 4.0: the legacy ``request_spec`` / ``filter_properties`` dicts: refused with a message
-  naming the pin to lift (no supported Nova sends them);
+- 4.0: the legacy ``request_spec`` / ``filter_properties`` dicts (Nova 34 still sends
+  them under a pin below 4.3): decoded as Nova's ``RequestSpec.from_primitives`` reads
+  them, chosen without claiming (no instance uuids) and answered with host dicts;
 - casts (fanout): ``update_aggregates``, ``delete_aggregate`` (4.1), ``update_instance_info``,
   ``delete_instance_info``, ``sync_instance_info`` (4.2).
 
@@ -140,13 +141,11 @@ class SchedulerEndpoint:
     ) -> Any:
         ctx = _check_context(ctxt)
         with log.request_context(ctx):
-            if spec_obj is _UNSET:
-                raise RequestRefused(
-                    "select_destinations 4.0 (legacy request_spec and filter_properties "
-                    "dicts) is not supported; let [upgrade_levels] scheduler be 4.3 or later"
-                )
             try:
-                spec = objects.decode_request_spec(spec_obj)
+                if spec_obj is _UNSET:
+                    spec = objects.decode_legacy_request_spec(request_spec, filter_properties)
+                else:
+                    spec = objects.decode_request_spec(spec_obj)
             except errors.InvalidInput as exc:
                 raise RequestRefused(exc.message) from None
             LOG.info(
