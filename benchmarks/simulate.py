@@ -9,9 +9,16 @@ the start (the workload fills it). The workload: Poisson arrivals over 30 simula
 lognormal lifetimes sized so that at steady state the instances alive would take ~85% of
 the RAM, five flavors, 5% of requests server groups of 2-4 (anti-affinity, one
 multi-instance select_destinations call each), 10% with an AZ hint, 1% resized and 1%
-migrated. Every request is one real
-``SchedulerManager.select_destinations`` call (placement query, filters, weighers, claim
-in SQLite on tmpfs); every departure releases its allocations.
+migrated. Every request is one real ``select_destinations`` call (placement query,
+filters, weighers, claim in SQLite on tmpfs), decided with the others of its
+``--batch-window`` (simulated seconds, the scenario's ``batch_window_s``) as the coalescer
+decides concurrent calls; the departures of a window are released in one transaction.
+
+``--one-by-one`` replays as before batching: ``[scheduler] coalesce = false``, one call at
+a time (for the side-by-side ratio).
+
+``--hours H`` replays only the month's first H hours: the same arrival rate, lifetimes and
+batches as the whole run, ``requests * H / 720`` requests (the fill phase of the month).
 
 ``--track-instances`` keeps Nova's ``[filter_scheduler] track_instance_changes`` on (the
 default in a real cloud; off here by default because nothing in this scenario's filters
@@ -40,7 +47,16 @@ from allotment.sim.scenario import parse_scenario
 from allotment.sim.workload import generate
 
 
-def scenario(hosts: int, requests: int, track: bool) -> dict[str, Any]:
+def scenario(
+    hosts: int,
+    requests: int,
+    track: bool,
+    hours: float = 720.0,
+    window_s: float = 60.0,
+    coalesce: bool = True,
+) -> dict[str, Any]:
+    """The cloud and the month's workload; ``hours``: only its first hours (the same arrival
+    rate and lifetimes, ``requests * hours / 720`` requests)."""
     shares = [("s32", 0.3, 32, 262144, 960, 0), ("s64", 0.5, 64, 524288, 1920, 0)]
     counts = [int(hosts * s[1]) for s in shares]
     rest = hosts - sum(counts)
@@ -70,9 +86,12 @@ def scenario(hosts: int, requests: int, track: bool) -> dict[str, Any]:
     # ~7.3 GB per instance of this mix.
     ram_gb = sum(s["count"] * s["memory_mb"] / 1024 for s in shapes)
     mean_life = 0.85 * ram_gb / 7.3 / (1.1 * requests / duration)
+    requests = round(requests * min(hours, duration) / duration)
+    duration = min(hours, duration)
     return {
         "name": f"bench-{hosts}-{requests}",
         "checkpoints": 60,
+        "batch_window_s": window_s,
         "hosts": shapes,
         "flavor": [
             {"name": "m1.small", "vcpus": 1, "memory_mb": 2048, "root_gb": 20, "weight": 40},
@@ -92,7 +111,13 @@ def scenario(hosts: int, requests: int, track: bool) -> dict[str, Any]:
             "lifetime": {"distribution": "lognormal", "mean_h": mean_life, "sigma": 1.0},
             "groups": {"fraction": 0.05, "size_min": 2, "size_max": 4},
         },
-        "policy": [{"name": "default", "filter_scheduler": {"track_instance_changes": track}}],
+        "policy": [
+            {
+                "name": "default",
+                "filter_scheduler": {"track_instance_changes": track},
+                "scheduler": {"coalesce": coalesce},
+            }
+        ],
     }
 
 
@@ -105,10 +130,30 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=10000)
     parser.add_argument("--requests", type=int, default=1_000_000)
     parser.add_argument("--track-instances", action="store_true")
+    parser.add_argument(
+        "--hours", type=float, default=720.0, help="replay only the month's first hours"
+    )
+    parser.add_argument(
+        "--batch-window", type=float, default=60.0, help="simulated seconds per batch"
+    )
+    parser.add_argument(
+        "--one-by-one",
+        action="store_true",
+        help="[scheduler] coalesce = false: one select_destinations call at a time",
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile the replay")
     parser.add_argument("--out", help="write the JSON summary here too")
     args = parser.parse_args()
-    sc = parse_scenario(scenario(args.hosts, args.requests, args.track_instances))
+    sc = parse_scenario(
+        scenario(
+            args.hosts,
+            args.requests,
+            args.track_instances,
+            args.hours,
+            args.batch_window,
+            not args.one_by_one,
+        )
+    )
     started = time.perf_counter()
     requests = generate(sc)
     generate_s = time.perf_counter() - started
@@ -146,15 +191,21 @@ def main() -> None:
             "load_at_end": os.getloadavg(),
         },
         "hosts": args.hosts,
-        "requests": args.requests,
+        "requests": len(requests),
+        "hours": sc.workload.duration_h,
+        "batch_window_s": sc.batch_window_s,
+        "one_by_one": args.one_by_one,
         "track_instance_changes": args.track_instances,
         "generate_s": round(generate_s, 2),
         "build_s": totals["build_s"],
         "replay_s": totals["replay_s"],
+        "replay_cpu_s": totals["replay_cpu_s"],
         "wall_s": round(time.perf_counter() - started, 1),
         "requests_per_s": totals["requests_per_s"],
         "placements_per_s": totals["placements_per_s"],
-        "totals": {k: v for k, v in totals.items() if k not in {"build_s", "replay_s"}},
+        "totals": {
+            k: v for k, v in totals.items() if k not in {"build_s", "replay_s", "replay_cpu_s"}
+        },
     }
     text = json.dumps(summary, indent=1)
     print(text)

@@ -255,6 +255,26 @@ def test_instance_tracking(db: Database) -> None:
     assert make(db).snapshot().num_instances.tolist() == [0, 1]
 
 
+def test_instances_of_many_hosts_are_deleted_at_once(db: Database) -> None:
+    manager = make(db)
+    manager.report_host(SERVICE, "c1", report(str(uuid.uuid4())))
+    manager.report_host(SERVICE, "c2", report(str(uuid.uuid4())))
+    a, b, c, d = (str(uuid.uuid4()) for _ in range(4))
+    manager.update_instance_info(SERVICE, "c1", [InstanceInfo(uuid=a), InstanceInfo(uuid=b)])
+    manager.update_instance_info(SERVICE, "c2", [InstanceInfo(uuid=c)])
+    # d is unknown, and c is not on c1: both skipped.
+    gone = manager.delete_instances_info(SERVICE, {"c1": [a, c, d], "c2": [c]})
+    assert gone == 2
+    snap = manager.snapshot()
+    assert snap.host_of_instance(b) == "c1"
+    assert [snap.host_of_instance(u) for u in (a, c, d)] == [None, None, None]
+    assert snap.num_instances.tolist() == [1, 0]
+    # In SQL too: another process sees the same.
+    assert make(db).snapshot().num_instances.tolist() == [1, 0]
+    with pytest.raises(Forbidden):
+        manager.delete_instances_info(RequestContext(roles=frozenset({"reader"})), {"c1": [b]})
+
+
 def test_instance_tracking_can_be_off(db: Database) -> None:
     manager = make(db, filter_scheduler={"track_instance_changes": False})
     manager.update_instance_info(SERVICE, "c1", [InstanceInfo(uuid=str(uuid.uuid4()))])

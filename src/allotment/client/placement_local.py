@@ -214,9 +214,7 @@ class LocalPlacementClient:
 
     def release(self, ctx: RequestContext, consumers: Sequence[str]) -> None:
         with _database_errors():
-            for consumer in consumers:
-                with contextlib.suppress(errors.NotFound):
-                    self.service.delete_allocations(consumer)
+            self.service.delete_allocations_of(consumers)
 
     def held(self, ctx: RequestContext, consumer: str) -> Held | None:
         with _database_errors():

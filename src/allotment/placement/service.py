@@ -247,6 +247,11 @@ class PlacementService:
     def delete_allocations(self, consumer_uuid: str) -> None:
         allocations.delete_for_consumer(self._ledger, consumer_uuid)
 
+    def delete_allocations_of(self, consumer_uuids: Sequence[str]) -> int:
+        """Every allocation of several consumers, in one transaction (those with none are
+        skipped); how many had some."""
+        return allocations.delete_for_consumers(self._ledger, consumer_uuids)
+
     # -- usages ---------------------------------------------------------------------------
 
     def get_provider_usages(self, uuid: str) -> tuple[Provider, dict[str, int]]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -89,6 +89,8 @@ class Decider(Protocol):
 
 
 LOG = logging.getLogger(__name__)
+# How often ``decide_all`` looks whether concurrent callers' batches are done.
+IDLE_POLL_S = 0.01
 
 
 @dataclass(eq=False)
@@ -196,6 +198,33 @@ class Coalescer:
                     assert next_leader is not None
                     next_leader.notify()
         return item.outcome()
+
+    def decide_all(self, items: Sequence[Pending]) -> None:
+        """Decide ``items`` in order, in the calling thread, as if they had all queued at
+        once in that order (batches of ``max_batch``): for a caller that holds many calls
+        at once (the simulator's replay) and would otherwise need a thread per call.
+        Afterwards each item's ``outcome()`` is its answer."""
+        idle = threading.Condition(self._lock)
+        with self._lock:
+            # Concurrent callers wake only each other: look again now and then until no
+            # batch runs and none is queued.
+            while self._leading or self._queue:
+                idle.wait(IDLE_POLL_S)
+            self._leading = True
+        try:
+            for start in range(0, len(items), self.max_batch):
+                self._run(list(items[start : start + self.max_batch]))
+        finally:
+            with self._lock:
+                for pending in items:
+                    if not pending.done:  # _run itself failed
+                        pending.error = pending.error or RuntimeError("the batch was not decided")
+                        pending.done = True
+                self._leading = False
+                if self._queue:
+                    next_leader = self._queue[0].wake
+                    assert next_leader is not None
+                    next_leader.notify()
 
     def _run(self, batch: list[Pending]) -> None:
         manager = self.manager

@@ -510,23 +510,42 @@ class HostManager:
 
     def delete_instance_info(self, ctx: RequestContext, host: str, instance_uuid: str) -> None:
         """``DELETE /hosts/{host}/instances/{uuid}``: the instance is gone from ``host``."""
+        self.delete_instances_info(ctx, {host: [instance_uuid]})
+
+    def delete_instances_info(self, ctx: RequestContext, gone: Mapping[str, Sequence[str]]) -> int:
+        """Instances gone from their hosts (host -> uuids), in one transaction: many
+        ``delete_instance_info`` at once (the simulator's departures). Instances the
+        cache does not know on that host are skipped; returns how many it knew."""
         policy.authorize(ctx, "scheduler:instances:delete")
         if not self._tracking():
-            return
+            return 0
         with log.request_context(ctx), self._write_lock:
-            held = self._records.instances.get(host, {})
-            if instance_uuid not in held:
-                LOG.debug("host %s: instance %s to delete was not known", host, instance_uuid)
-                return
+            known: dict[str, list[str]] = {}
+            for host, uuids in gone.items():
+                held = self._records.instances.get(host, {})
+                for uuid in uuids:
+                    if uuid in held:
+                        known.setdefault(host, []).append(uuid)
+                    else:
+                        LOG.debug("host %s: instance %s to delete was not known", host, uuid)
+            if not known:
+                return 0
 
             def write(conn: Connection) -> int:
-                store.delete_instances(conn, [instance_uuid])
-                return store.record_change(conn, store.SCOPE_INSTANCES, [host])
+                store.delete_instances(conn, [u for uuids in known.values() for u in uuids])
+                return store.record_change(conn, store.SCOPE_INSTANCES, sorted(known))
+
+            def forget(records: _Records) -> None:
+                for host, uuids in known.items():
+                    for uuid in uuids:
+                        records.instances[host].pop(uuid)
 
             seq = self.db.transaction(write)
-            self._apply(lambda r: r.instances[host].pop(instance_uuid), instances=[host], seq=seq)
-            LOG.info("host %s: 1 instance deleted", host)
-            LOG.debug("host %s: instance %s deleted", host, instance_uuid)
+            self._apply(forget, instances=list(known), seq=seq)
+            for host, uuids in known.items():
+                LOG.info("host %s: %d instance(s) deleted", host, len(uuids))
+                LOG.debug("host %s: instances %s deleted", host, uuids)
+            return sum(len(uuids) for uuids in known.values())
 
     def sync_instance_info(
         self,

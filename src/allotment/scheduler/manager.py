@@ -102,6 +102,20 @@ def check_instance_uuids(values: Any) -> list[str]:
     return canonical
 
 
+def _checked(
+    ctx: RequestContext, spec: RequestSpec, instance_uuids: Sequence[str]
+) -> tuple[list[str], str]:
+    """A call's instance uuids in canonical form and the user its claims are recorded for
+    (InvalidInput otherwise)."""
+    uuids = check_instance_uuids(list(instance_uuids))
+    user_id = spec.user_id or ctx.user_id
+    if not user_id:
+        raise errors.InvalidInput(
+            "request_spec.user_id is needed: claims are recorded for a project and a user."
+        )
+    return uuids, user_id
+
+
 class SchedulerManager:
     """``select_destinations`` and ``explain`` over a host cache, a pipeline and a
     placement client."""
@@ -151,12 +165,7 @@ class SchedulerManager:
         cannot be used, InvalidInput (400) for a malformed request.
         """
         self.authorize(ctx, "scheduler:select_destinations")
-        uuids = check_instance_uuids(list(instance_uuids))
-        user_id = spec.user_id or ctx.user_id
-        if not user_id:
-            raise errors.InvalidInput(
-                "request_spec.user_id is needed: claims are recorded for a project and a user."
-            )
+        uuids, user_id = _checked(ctx, spec, instance_uuids)
         with log.request_context(ctx):
             started = time.perf_counter()
             try:
@@ -195,6 +204,71 @@ class SchedulerManager:
                 "instances %s -> %s", uuids, [(p.choice.host, p.choice.nodename) for p in claimed]
             )
             return selections
+
+    def select_destinations_many(
+        self,
+        ctx: RequestContext,
+        calls: Sequence[tuple[RequestSpec, Sequence[str]]],
+    ) -> list[list[list[Selection]] | errors.AllotmentError]:
+        """Many ``select_destinations`` calls (spec, instance uuids) decided in order as
+        the coalescer decides concurrent calls arriving in that order, with one host
+        snapshot, in the calling thread: what a caller holding many calls at once (the
+        simulator) gets without a thread per call. Each call's answer is its selections
+        (no alternates) or the domain error it alone would raise. Without
+        ``[scheduler] coalesce`` the calls run one after the other."""
+        self.authorize(ctx, "scheduler:select_destinations")
+        if self.coalescer is None:
+            return [self._one_of_many(ctx, spec, uuids) for spec, uuids in calls]
+        answers: list[Pending | errors.AllotmentError] = []
+        with log.request_context(ctx):
+            started = time.perf_counter()
+            snapshot = self.host_manager.snapshot()
+            for spec, instance_uuids in calls:
+                try:
+                    uuids, user_id = _checked(ctx, spec, instance_uuids)
+                    if spec.is_rebuild:
+                        raise errors.InvalidInput("a rebuild check is not decided in a batch")
+                    prepared = self.pipeline.prepare(ctx, spec, snapshot)
+                    answers.append(Pending(ctx, prepared, snapshot, uuids, user_id))
+                except errors.AllotmentError as exc:
+                    answers.append(exc)
+            self.coalescer.decide_all([a for a in answers if isinstance(a, Pending)])
+            out = [self._settle(answer, started) for answer in answers]
+            LOG.info(
+                "decided %d calls together: %d placed, in %.1f ms",
+                len(calls),
+                sum(not isinstance(answer, errors.AllotmentError) for answer in out),
+                (time.perf_counter() - started) * 1000,
+            )
+            return out
+
+    def _settle(
+        self, answer: Pending | errors.AllotmentError, started: float
+    ) -> list[list[Selection]] | errors.AllotmentError:
+        """A batched call's answer, counted (and a NoValidHost logged) as its own call."""
+        if isinstance(answer, Pending):
+            try:
+                decision, selections = answer.outcome()
+            except errors.AllotmentError as exc:
+                answer = exc
+            else:
+                self.metrics.selected(
+                    "selected", time.perf_counter() - started, len(decision.picks)
+                )
+                return selections
+        if isinstance(answer, errors.NoValidHost):
+            self.no_valid_host(answer, started)
+        else:
+            self.metrics.selected(_outcome(answer), time.perf_counter() - started)
+        return answer
+
+    def _one_of_many(
+        self, ctx: RequestContext, spec: RequestSpec, uuids: Sequence[str]
+    ) -> list[list[Selection]] | errors.AllotmentError:
+        try:
+            return self.select_destinations(ctx, spec, uuids)
+        except errors.AllotmentError as exc:
+            return exc
 
     def explain(
         self,

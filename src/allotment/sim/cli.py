@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from allotment.errors import ConfigError
+from allotment.errors import AllotmentError, ConfigError
 
 
 def add_parser(sub: Any) -> None:
@@ -20,6 +20,16 @@ def add_parser(sub: Any) -> None:
         "run", help="one scenario (each of its [[policy]] blocks side by side)"
     )
     run.add_argument("scenario", help="scenario TOML file (see docs/simulator.md)")
+    run.add_argument(
+        "--url", help="replay on this allotment server over HTTP instead of in-process"
+    )
+    run.add_argument(
+        "--token", help="X-Auth-Token for --url (prefer --token-file or ALLOTMENT_TOKEN)"
+    )
+    run.add_argument("--token-file", metavar="FILE", help="a file holding the token")
+    run.add_argument(
+        "--force", action="store_true", help="with --url: also on a server that has providers"
+    )
     compare = sim_sub.add_parser(
         "compare", help="several scenarios' policies side by side in one report"
     )
@@ -63,6 +73,19 @@ def main(args: argparse.Namespace) -> int:
             s.model_copy(update={"workload": s.workload.model_copy(update=overrides)})
             for s in scenarios
         ]
+    connect = None
+    if getattr(args, "url", None):
+        from allotment.commands.api import CommandError, token_of
+        from allotment.config import load_settings
+        from allotment.sim import remote
+
+        try:
+            remote.check_scenario(scenarios[0])
+            token = token_of(args, load_settings(None))
+        except (ConfigError, CommandError) as exc:
+            print(f"allotment sim: {exc}", file=sys.stderr)
+            return 2
+        connect = remote.connect(args.url, token, force=args.force)
     out = Path(args.out)
     progress = Progress(
         TextColumn("{task.description}"),
@@ -86,10 +109,13 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         with progress:
-            results = runner.execute(scenarios, out, progress_for)
+            results = runner.execute(scenarios, out, progress_for, connect)
     except ConfigError as exc:
         print(f"allotment sim: {exc}", file=sys.stderr)
         return 2
+    except AllotmentError as exc:  # the server at --url failed or went away
+        print(f"allotment sim: {exc.message}", file=sys.stderr)
+        return 1
     table = Table(title=f"allotment sim — {', '.join(s.name for s in scenarios)}")
     table.add_column("")
     for result in results:

@@ -19,7 +19,7 @@ import uuid as uuidlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +28,7 @@ from allotment import errors
 from allotment.app import Services, build_services
 from allotment.config import load_settings
 from allotment.context import RequestContext
+from allotment.scheduler.decision import Selection
 from allotment.scheduler.records import InstanceInfo
 from allotment.scheduler.request import Flavor, InstanceGroup, RequestSpec
 from allotment.sim import fleet
@@ -41,6 +42,71 @@ NEVER_DOWN_S = 10 * 365 * 86400.0
 
 Progress = Callable[[int, int, float], None]
 Checkpoint = Callable[["Simulation", float], None]
+# Where one instance went: its host and what it holds (provider uuid -> class -> amount).
+Placed = tuple[str, dict[str, dict[str, int]]]
+# Copies the cloud built here to another allotment; returns the backend that replays there.
+Connect = Callable[["Services", "Cloud"], "Backend"]
+
+
+class Backend(Protocol):
+    """The allotment a replay runs against: in-process (``Local``) or a server over HTTP
+    (``allotment.sim.remote.Http``)."""
+
+    def select(
+        self, calls: list[tuple[RequestSpec, list[str]]]
+    ) -> list[list[Placed] | errors.NoValidHost]:
+        """Each call's placed instances, in order, or its NoValidHost."""
+        ...
+
+    def release(self, consumers: list[str]) -> None: ...
+
+    def instances_on(self, host: str, infos: list[InstanceInfo]) -> None: ...
+
+    def instances_gone(self, gone: dict[str, list[str]]) -> None:
+        """These instances (by host) are gone."""
+        ...
+
+
+class Local:
+    """The real scheduler and placement in this process: calls decided as coalesced
+    batches, departures released in one transaction and their instance info dropped in
+    another."""
+
+    def __init__(self, services: Services, ctx: RequestContext) -> None:
+        assert services.scheduler is not None and services.host_manager is not None
+        assert services.placement_client is not None
+        self.scheduler = services.scheduler
+        self.host_manager = services.host_manager
+        self.placement = services.placement_client
+        self.ctx = ctx
+
+    def select(
+        self, calls: list[tuple[RequestSpec, list[str]]]
+    ) -> list[list[Placed] | errors.NoValidHost]:
+        out: list[list[Placed] | errors.NoValidHost] = []
+        for answer in self.scheduler.select_destinations_many(self.ctx, calls):
+            if isinstance(answer, errors.NoValidHost):
+                out.append(answer)
+            elif isinstance(answer, errors.AllotmentError):
+                raise answer
+            else:
+                out.append([_placed(chosen[0]) for chosen in answer])
+        return out
+
+    def release(self, consumers: list[str]) -> None:
+        self.placement.release(self.ctx, consumers)
+
+    def instances_on(self, host: str, infos: list[InstanceInfo]) -> None:
+        self.host_manager.update_instance_info(self.ctx, host, infos)
+
+    def instances_gone(self, gone: dict[str, list[str]]) -> None:
+        self.host_manager.delete_instances_info(self.ctx, gone)
+
+
+def _placed(selection: Selection) -> Placed:
+    request = selection.allocation_request
+    assert request is not None
+    return selection.host, {rp: dict(res) for rp, res in request.allocations.items()}
 
 
 @dataclass
@@ -99,8 +165,12 @@ class Simulation:
         workdir: Path | None = None,
         progress: Progress | None = None,
         on_checkpoint: Checkpoint | None = None,
+        connect: Connect | None = None,
     ) -> None:
+        """``connect``: replay against another allotment (``remote.connect``) instead of
+        the one in this process, which then only builds the cloud."""
         self.scenario = scenario
+        self.connect = connect
         self.policy = policy
         self.requests = requests
         self.progress = progress
@@ -117,6 +187,7 @@ class Simulation:
         self.groups: dict[int, set[str]] = {}
         self.group_policy: dict[int, int] = {}
         self._renamed: dict[str, str] = {}
+        self._batching = True
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -132,6 +203,12 @@ class Simulation:
         services.host_manager.load()
         # The scheduler's random pick among the best host_subset_size hosts, seeded.
         services.scheduler.rng = random.Random(self.scenario.workload.seed + 1)
+        # Without [scheduler] coalesce a server decides one call at a time: so does the
+        # replay (for comparison; far slower).
+        self._batching = services.settings.scheduler.coalesce
+        self.backend = (
+            Local(services, self.ctx) if self.connect is None else self.connect(services, cloud)
+        )
         return cloud
 
     def close(self) -> None:
@@ -200,6 +277,7 @@ class Simulation:
             "providers": len(cloud.provider_uuid),
             "existing_instances": len(cloud.existing),
             "requests": 0,
+            "batches": 0,
             "instances_requested": 0,
             "instances_placed": 0,
             "requests_rejected": 0,
@@ -210,12 +288,14 @@ class Simulation:
             "rejections_by_reason": {},
         }
         checkpoints = scenario.checkpoint_times(req.duration_h)
+        window = scenario.batch_window_s / 3600.0
         n = len(req)
         i = 0
         c = 0
         peak = -1.0
         placed_mark, wall_mark = 0, time.perf_counter()
         replay_started = wall_mark
+        cpu_started = time.process_time()
         while c < len(checkpoints):
             t_arrival = float(req.time[i]) if i < n else np.inf
             t_event = events[0][0] if events else np.inf
@@ -233,22 +313,30 @@ class Simulation:
                     self.on_checkpoint(self, t_cp)
                 c += 1
                 continue
-            if t_event <= t_arrival:
-                _, _, kind, consumer = heapq.heappop(events)
-                if kind == DEPART:
-                    self._depart(consumer)
-                else:
-                    self._move(consumer, t_event)
-                continue
-            self._arrive(i, t_arrival)
-            i += 1
-            if self.progress is not None and (i % 200 == 0 or i == n):
-                self.progress(i, n, t_arrival)
+            if window > 0:
+                # A window's departures and moves first, then its arrivals as one batch.
+                end = min(min(t_arrival, t_event) + window, t_cp)
+                self._events_until(end)
+                j = i
+                while j < n and req.time[j] <= end:
+                    j += 1
+            elif t_event <= t_arrival:
+                self._events_until(min(t_arrival, t_cp))
+                j = i
+            else:
+                j = self._exact_batch(i, min(t_event, np.nextafter(t_cp, np.inf)))
+            if j > i:
+                self._arrive(i, j)
+                if self.progress is not None and (j // 200 > i // 200 or j == n):
+                    self.progress(j, n, float(req.time[j - 1]))
+                i = j
         wall = time.perf_counter() - replay_started
         self.totals.update(
             {
                 "build_s": round(build_s, 3),
                 "replay_s": round(wall, 3),
+                # This process's CPU time: what the replay cost on a machine others share.
+                "replay_cpu_s": round(time.process_time() - cpu_started, 3),
                 "requests_per_s": round(self.totals["requests"] / max(wall, 1e-9), 1),
                 "placements_per_s": round(self.totals["instances_placed"] / max(wall, 1e-9), 1),
                 "alive_at_end": len(self.alive),
@@ -275,13 +363,18 @@ class Simulation:
                 self.used[p, c] += sign * amount
         self.per_host[inst.host] += sign
 
-    def _held(self, selection: Any) -> tuple[int, dict[int, dict[int, int]]]:
+    def _held(self, placed: Placed) -> tuple[int, dict[int, dict[int, int]]]:
         cloud = self.cloud
+        host, allocations = placed
+        if host not in cloud.host_index or not set(allocations) <= cloud.provider_index.keys():
+            raise errors.ConfigError(
+                f"the scheduler placed an instance on {host}, a host this scenario did not "
+                "build: the replay can only account for its own hosts"
+            )
         held: dict[int, dict[int, int]] = {}
-        for rp, resources in selection.allocation_request.allocations.items():
-            p = cloud.provider_index[rp]
-            held[p] = {self.col[rc]: int(a) for rc, a in resources.items()}
-        return cloud.host_index[selection.host], held
+        for rp, resources in allocations.items():
+            held[cloud.provider_index[rp]] = {self.col[rc]: int(a) for rc, a in resources.items()}
+        return cloud.host_index[host], held
 
     def _spec(
         self,
@@ -320,44 +413,65 @@ class Simulation:
         by[reason] = by.get(reason, 0) + instances
         self._rej_interval[reason] = self._rej_interval.get(reason, 0) + instances
 
-    def _arrive(self, i: int, now: float) -> None:
+    def _exact_batch(self, i: int, before: float) -> int:
+        """The end of the batch of arrivals from ``i`` that no other event separates: each
+        earlier than ``before`` and than every departure or move of the arrivals before
+        it, so the batch decides what one call after the other would."""
         req = self.requests
-        count = int(req.count[i])
-        group = int(req.group[i])
-        flavor = int(req.flavor[i])
-        if group >= 0:
-            self.group_policy.setdefault(group, int(req.group_policy[i]))
-        spec = self._spec(flavor, int(req.az[i]), group, self.group_policy.get(group, 0), count)
-        uuids = [fleet.sim_uuid(self.rng) for _ in range(count)]
-        self.totals["requests"] += 1
-        self.totals["instances_requested"] += count
-        services = self.services
-        assert services is not None and services.scheduler is not None
-        try:
-            selections = services.scheduler.select_destinations(self.ctx, spec, uuids)
-        except errors.NoValidHost as exc:
-            self.totals["requests_rejected"] += 1
-            self.totals["instances_rejected"] += count
-            self._reject(exc, count)
-            return
-        life = float(req.lifetime[i])
-        by_host: dict[str, list[InstanceInfo]] = {}
-        for uuid, chosen in zip(uuids, selections, strict=True):
-            host, held = self._held(chosen[0])
-            inst = Instance(uuid, host, flavor, group, held)
-            self.alive[uuid] = inst
-            self._book(inst, +1)
+        first_event = before
+        j = i
+        while j < len(req) and req.time[j] < first_event:
+            life = float(req.lifetime[j])
+            due = life / 2 if req.move[j] != MOVE_NONE else life
+            first_event = min(first_event, float(req.time[j]) + due)
+            j += 1
+            if not self._batching:
+                break
+        return j
+
+    def _arrive(self, i: int, j: int) -> None:
+        """Arrivals ``i`` to ``j - 1``, decided as one batch in arrival order (one
+        ``select_destinations`` call each, as many callers at once would make them)."""
+        req = self.requests
+        calls: list[tuple[RequestSpec, list[str]]] = []
+        for k in range(i, j):
+            count = int(req.count[k])
+            group = int(req.group[k])
             if group >= 0:
-                self.groups.setdefault(group, set()).add(uuid)
-            by_host.setdefault(chosen[0].host, []).append(self._info(inst))
-            self._push(now + life, DEPART, uuid)
-            if req.move[i] != MOVE_NONE:
-                kind = -int(req.move[i])  # negative: not yet done; sign read in _move
-                self._push(now + life / 2, MOVE, f"{uuid}:{kind}")
-        self.totals["instances_placed"] += count
-        assert services.host_manager is not None
+                self.group_policy.setdefault(group, int(req.group_policy[k]))
+            spec = self._spec(
+                int(req.flavor[k]), int(req.az[k]), group, self.group_policy.get(group, 0), count
+            )
+            calls.append((spec, [fleet.sim_uuid(self.rng) for _ in range(count)]))
+            self.totals["instances_requested"] += count
+        self.totals["requests"] += j - i
+        self.totals["batches"] += 1
+        answers = self.backend.select(calls)
+        by_host: dict[str, list[InstanceInfo]] = {}
+        for k, (_, uuids), answer in zip(range(i, j), calls, answers, strict=True):
+            if isinstance(answer, errors.NoValidHost):
+                self.totals["requests_rejected"] += 1
+                self.totals["instances_rejected"] += len(uuids)
+                self._reject(answer, len(uuids))
+                continue
+            now = float(req.time[k])
+            life = float(req.lifetime[k])
+            group = int(req.group[k])
+            for uuid, placed in zip(uuids, answer, strict=True):
+                host, held = self._held(placed)
+                inst = Instance(uuid, host, int(req.flavor[k]), group, held)
+                self.alive[uuid] = inst
+                self._book(inst, +1)
+                if group >= 0:
+                    self.groups.setdefault(group, set()).add(uuid)
+                by_host.setdefault(placed[0], []).append(self._info(inst))
+                self._push(now + life, DEPART, uuid)
+                if req.move[k] != MOVE_NONE:
+                    kind = -int(req.move[k])  # negative: not yet done; sign read in _move
+                    self._push(now + life / 2, MOVE, f"{uuid}:{kind}")
+            self.totals["instances_placed"] += len(uuids)
         for name, infos in by_host.items():
-            services.host_manager.update_instance_info(self.ctx, name, infos)
+            self.backend.instances_on(name, infos)
 
     def _info(self, inst: Instance) -> InstanceInfo:
         return InstanceInfo(
@@ -367,26 +481,46 @@ class Simulation:
             flavor_name=self.scenario.flavor[inst.flavor].name,
         )
 
-    def _forget(self, inst: Instance) -> None:
-        services = self.services
-        assert services is not None and services.placement_client is not None
-        assert services.host_manager is not None
-        services.placement_client.release(self.ctx, [inst.consumer])
-        services.host_manager.delete_instance_info(
-            self.ctx, self.cloud.hosts[inst.host], inst.consumer
-        )
-        self._book(inst, -1)
-
-    def _depart(self, consumer: str) -> None:
-        while consumer in self._renamed:  # moved: it lives on under its new consumer
-            consumer = self._renamed.pop(consumer)
-        inst = self.alive.pop(consumer, None)
-        if inst is None:
+    def _forget(self, gone: list[Instance]) -> None:
+        """Release what these instances hold (one placement transaction) and drop their
+        instance info."""
+        if not gone:
             return
-        self._forget(inst)
-        if inst.group >= 0:
-            self.groups[inst.group].discard(consumer)
-        self.totals["departures"] += 1
+        self.backend.release([inst.consumer for inst in gone])
+        by_host: dict[str, list[str]] = {}
+        for inst in gone:
+            by_host.setdefault(self.cloud.hosts[inst.host], []).append(inst.consumer)
+            self._book(inst, -1)
+        self.backend.instances_gone(by_host)
+
+    def _events_until(self, end: float) -> None:
+        """Departures and moves due by ``end``, in time order: each run of departures
+        released at once."""
+        events = self._events
+        departing: list[str] = []
+        while events and events[0][0] <= end:
+            at, _, kind, consumer = heapq.heappop(events)
+            if kind == DEPART:
+                departing.append(consumer)
+                continue
+            self._depart(departing)
+            departing = []
+            self._move(consumer, at)
+        self._depart(departing)
+
+    def _depart(self, consumers: list[str]) -> None:
+        gone: list[Instance] = []
+        for consumer in consumers:
+            while consumer in self._renamed:  # moved: it lives on under its new consumer
+                consumer = self._renamed.pop(consumer)
+            inst = self.alive.pop(consumer, None)
+            if inst is None:
+                continue
+            if inst.group >= 0:
+                self.groups[inst.group].discard(consumer)
+            gone.append(inst)
+        self._forget(gone)
+        self.totals["departures"] += len(gone)
 
     def _move(self, token: str, now: float) -> None:
         """A resize (to the next larger flavor with the same extra specs) or a cold
@@ -410,19 +544,15 @@ class Simulation:
             ignore=[self.cloud.hosts[inst.host]],
         )
         new = fleet.sim_uuid(self.rng)
-        services = self.services
-        assert services is not None and services.scheduler is not None
-        assert services.host_manager is not None
         self.totals["moves"] += 1
-        try:
-            chosen = services.scheduler.select_destinations(self.ctx, spec, [new])[0][0]
-        except errors.NoValidHost as exc:
+        (answer,) = self.backend.select([(spec, [new])])
+        if isinstance(answer, errors.NoValidHost):
             self.totals["moves_failed"] += 1
-            self._reject(exc, 1, move=True)
+            self._reject(answer, 1, move=True)
             return
-        self._forget(inst)
+        self._forget([inst])
         del self.alive[consumer]
-        host, held = self._held(chosen)
+        host, held = self._held(answer[0])
         moved = Instance(new, host, flavor, inst.group, held)
         self.alive[new] = moved
         self._book(moved, +1)
@@ -430,7 +560,7 @@ class Simulation:
             members = self.groups[inst.group]
             members.discard(consumer)
             members.add(new)
-        services.host_manager.update_instance_info(self.ctx, chosen.host, [self._info(moved)])
+        self.backend.instances_on(answer[0][0], [self._info(moved)])
         # Its departure is booked under the old consumer: follow the rename then.
         self._renamed[consumer] = new
 

@@ -193,7 +193,9 @@ SUMMARY_ROWS = [
     ("alive_at_end", "instances alive at the end"),
     ("mean_stranded_vcpu", "mean stranded VCPU (share)"),
     ("mean_stranded_ram", "mean stranded RAM (share)"),
+    ("batches", "batches (calls decided together)"),
     ("replay_s", "replay wall time (s)"),
+    ("replay_cpu_s", "replay CPU time (s)"),
     ("requests_per_s", "requests/s"),
 ]
 

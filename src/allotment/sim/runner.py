@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from allotment.sim import report
-from allotment.sim.engine import PolicyResult, Simulation, _size_order
+from allotment.sim.engine import Connect, PolicyResult, Simulation, _size_order
 from allotment.sim.scenario import Scenario
 from allotment.sim.workload import generate
 
@@ -46,8 +46,9 @@ def execute(
     scenarios: Sequence[Scenario],
     out: Path,
     progress_for: ProgressFor | None = None,
+    connect: Connect | None = None,
 ) -> list[PolicyResult]:
-    out.mkdir(parents=True, exist_ok=True)
+    """Every run in turn; with ``connect``, each replayed there (``remote.connect``)."""
     results: list[PolicyResult] = []
     runs = plan(scenarios)
     workloads = {id(s): generate(s) for s in scenarios}
@@ -62,6 +63,7 @@ def execute(
                 progress=progress_for(run.label, len(workloads[id(scenario)]))
                 if progress_for
                 else None,
+                connect=connect,
             )
             try:
                 result = sim.run()
@@ -74,6 +76,7 @@ def execute(
 
 
 def write(scenarios: Sequence[Scenario], results: Sequence[PolicyResult], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
     first = scenarios[0]
     title = first.name if len(scenarios) == 1 else " vs ".join(s.name for s in scenarios)
     description = " ".join(s.description for s in scenarios if s.description)

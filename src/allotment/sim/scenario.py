@@ -194,6 +194,9 @@ class Scenario(_Model):
     policy: list[Policy] = Field(default_factory=lambda: [Policy(name="default")])
     # Metric checkpoints over the simulated time span.
     checkpoints: int = Field(100, ge=2, le=10000)
+    # Simulated seconds of events replayed as one batch (see docs/simulator.md); 0: only
+    # arrivals that no other event separates.
+    batch_window_s: float = Field(60.0, ge=0.0, le=86400.0)
 
     @model_validator(mode="after")
     def _references(self) -> Scenario:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -81,3 +82,33 @@ def scenario_data(**workload: Any) -> dict[str, Any]:
 @pytest.fixture
 def tiny() -> Scenario:
     return parse_scenario(scenario_data())
+
+
+def toml_text(data: dict[str, Any]) -> str:
+    """Just enough TOML for these dicts (tables, arrays of tables, inline values)."""
+    lines: list[str] = []
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{json.dumps(k)} = {value(x)}" for k, x in v.items()) + " }"
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return repr(v)
+
+    tables = {k: v for k, v in data.items() if isinstance(v, dict | list) and k != "azs"}
+    for key, v in data.items():
+        if key not in tables:
+            lines.append(f"{key} = {value(v)}")
+    for key, v in tables.items():
+        if isinstance(v, list):
+            for item in v:
+                lines.append(f"[[{key}]]")
+                lines += [f"{k} = {value(x)}" for k, x in item.items()]
+        else:
+            lines.append(f"[{key}]")
+            lines += [f"{k} = {value(x)}" for k, x in v.items()]
+    return "\n".join(lines) + "\n"

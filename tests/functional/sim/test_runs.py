@@ -14,10 +14,10 @@ from allotment.cli import main
 from allotment.sim import runner
 from allotment.sim.report import PLOTS
 from allotment.sim.scenario import Policy, Scenario, parse_scenario
-from tests.functional.sim.conftest import scenario_data
+from tests.functional.sim.conftest import scenario_data, toml_text
 
 # Wall-clock measurements differ between runs; everything else must not.
-WALL = {"build_s", "replay_s", "requests_per_s", "placements_per_s"}
+WALL = {"build_s", "replay_s", "replay_cpu_s", "requests_per_s", "placements_per_s"}
 
 
 def deterministic(result: dict[str, Any]) -> dict[str, Any]:
@@ -81,7 +81,7 @@ def test_compare_two_scenario_files(tmp_path: Path) -> None:
     for name, multiplier in (("a", 1.0), ("b", -1.0)):
         data = scenario_data(requests=30)
         data["name"] = name
-        text = _toml(data) + (
+        text = toml_text(data) + (
             f'\n[[policy]]\nname = "ram"\nfilter_scheduler = {{ ram_weight_multiplier = '
             f"{multiplier} }}\n"
         )
@@ -111,7 +111,7 @@ def test_cli_rejects_a_bad_scenario_and_writes_nothing(
     data["hosts"][0]["aggregates"] = ["nope"]
     data["workload"]["lifetime"]["distribution"] = "weibull"
     path = tmp_path / "bad.toml"
-    path.write_text(_toml(data))
+    path.write_text(toml_text(data))
     out = tmp_path / "out"
     assert main(["sim", "run", str(path), "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
@@ -123,7 +123,7 @@ def test_cli_run_writes_the_report_and_a_summary(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "s.toml"
-    path.write_text(_toml(scenario_data(requests=20)))
+    path.write_text(toml_text(scenario_data(requests=20)))
     out = tmp_path / "out"
     assert main(["sim", "run", str(path), "--out", str(out), "--quiet", "--seed", "3"]) == 0
     printed = capsys.readouterr().out
@@ -134,33 +134,3 @@ def test_cli_run_writes_the_report_and_a_summary(
     assert not re.search(r"<(script|link|img|iframe)\b", page)
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", page)
     assert json.loads((out / "results.json").read_text())[0]["totals"]["requests"] == 20
-
-
-def _toml(data: dict[str, Any]) -> str:
-    """Just enough TOML for these dicts (tables, arrays of tables, inline values)."""
-    lines: list[str] = []
-
-    def value(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, str):
-            return json.dumps(v)
-        if isinstance(v, dict):
-            return "{ " + ", ".join(f"{json.dumps(k)} = {value(x)}" for k, x in v.items()) + " }"
-        if isinstance(v, list):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        return repr(v)
-
-    tables = {k: v for k, v in data.items() if isinstance(v, dict | list) and k != "azs"}
-    for key, v in data.items():
-        if key not in tables:
-            lines.append(f"{key} = {value(v)}")
-    for key, v in tables.items():
-        if isinstance(v, list):
-            for item in v:
-                lines.append(f"[[{key}]]")
-                lines += [f"{k} = {value(x)}" for k, x in item.items()]
-        else:
-            lines.append(f"[{key}]")
-            lines += [f"{k} = {value(x)}" for k, x in v.items()]
-    return "\n".join(lines) + "\n"

@@ -3,7 +3,8 @@ claim, a move, a release), delete."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 
 from allotment import errors
 from allotment.placement.model import Allocation, ConsumerWrite, Provider
@@ -58,6 +59,27 @@ def delete_for_consumer(ledger: Ledger, consumer_uuid: str) -> None:
         txn.emit(UsageChanged(frozenset(rp_id for rp_id, _ in deltas), dict(deltas)))
 
     ledger.uow.run(work, retries=ledger.db.write_retries)
+
+
+def delete_for_consumers(ledger: Ledger, consumer_uuids: Sequence[str]) -> int:
+    """Remove every allocation of these consumers (and the consumers) in one transaction;
+    consumers without allocations are skipped. Returns how many had some."""
+
+    def work(txn: WriteTxn) -> int:
+        deltas: dict[tuple[int, int], int] = defaultdict(int)
+        found = 0
+        for uuid in sorted(set(consumer_uuids)):  # one lock order for every writer
+            removed = allocation_store.delete_for_consumer(txn.conn, uuid)
+            if removed is None:
+                continue
+            found += 1
+            for key, delta in removed.usage_deltas.items():
+                deltas[key] += delta
+        if deltas:
+            txn.emit(UsageChanged(frozenset(rp_id for rp_id, _ in deltas), dict(deltas)))
+        return found
+
+    return ledger.uow.run(work, retries=ledger.db.write_retries)
 
 
 def resolve(
