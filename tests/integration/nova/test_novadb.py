@@ -1,8 +1,9 @@
-"""Host state from Nova's own databases: MariaDB databases made by Nova 34's
+"""Host state from Nova's own databases: MariaDB and PostgreSQL databases made by Nova 34's
 ``nova-manage`` (API database, cell0, two cells), filled with Nova's own objects, read by
 ``allotment serve --nova-config``; scheduling follows what Nova's databases say (hosts,
 services disabled or forced down, aggregates and their availability zones, instances,
-deleted nodes), and every Selection names the host's own cell."""
+deleted nodes), and every Selection names the host's own cell. Every test runs once per
+database server, as Nova supports both."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import IN_CI, SERVER_URLS, LiveServer, _reachable
+from tests.conftest import IN_CI, SERVER_URLS, LiveServer, _reachable, drop_server_database
 from tests.fleet import HEADERS, SCHEDULER, flavor, request_spec
 from tests.integration.nova.conftest import RABBIT, NovaDriver, _rabbitmqctl, _unavailable
 
@@ -30,11 +31,16 @@ RESYNC = 1.0
 SETTLE = RESYNC + 1.0 + 8.0
 
 
-def _mariadb_base() -> sa.engine.URL:
-    base = sa.engine.make_url(SERVER_URLS["mysql"])
+# The database servers Nova 34 runs on, and the driver its oslo.db connection names
+# (PyMySQL, psycopg2: the ones Nova's own docs and tests use).
+NOVA_DRIVERS = {"mysql": "mysql+pymysql", "postgresql": "postgresql+psycopg2"}
+
+
+def _server_base(kind: str) -> sa.engine.URL:
+    base = sa.engine.make_url(SERVER_URLS[kind])
     problem = _reachable(base.render_as_string(hide_password=False))
     if problem:
-        message = f"MariaDB at {base.host}:{base.port} is not reachable ({problem})"
+        message = f"{kind} at {base.host}:{base.port} is not reachable ({problem})"
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
@@ -63,29 +69,31 @@ class NovaDatabases:
 
 
 def make_nova_databases(
-    nova_python: Path, transport_url: str, prefix: str
+    nova_python: Path, transport_url: str, prefix: str, kind: str = "mysql"
 ) -> tuple[NovaDatabases, Callable[[], None]]:
-    """Fresh MariaDB databases made by nova-manage; returns them and a function dropping
-    them."""
-    base = _mariadb_base()
+    """Fresh databases on the ``kind`` server (``mysql`` or ``postgresql``) made by
+    nova-manage; returns them and a function dropping them."""
+    base = _server_base(kind)
     tag = uuid.uuid4().hex[:8]
     names = {part: f"{prefix}{part}_{tag}" for part in ("api", "cell0", "cell1", "cell2")}
+    charset = " CHARACTER SET utf8mb4" if kind == "mysql" else " ENCODING 'UTF8' TEMPLATE template0"
     engine = sa.create_engine(base, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         for name in names.values():
-            conn.execute(sa.text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4"))
+            conn.execute(sa.text(f"CREATE DATABASE {name}{charset}"))
+    engine.dispose()
 
     def drop() -> None:
-        with engine.connect() as conn:
-            for name in names.values():
-                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
-        engine.dispose()
+        for name in names.values():
+            drop_server_database(base.set(database=name).render_as_string(hide_password=False))
 
+    # oslo.db's URLs: its driver name, and for MySQL the charset Nova's docs give.
+    query = "?charset=utf8" if kind == "mysql" else ""
     urls = {
-        part: base.set(drivername="mysql+pymysql", database=name).render_as_string(
+        part: base.set(drivername=NOVA_DRIVERS[kind], database=name).render_as_string(
             hide_password=False
         )
-        + "?charset=utf8"
+        + query
         for part, name in names.items()
     }
     databases = NovaDatabases(urls, transport_url, NovaDriver(nova_python, "novadb.py"))
@@ -205,11 +213,14 @@ def wait_for_members(http: httpx.Client, aggregate: str, providers: list[str]) -
             time.sleep(0.2)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=sorted(NOVA_DRIVERS))
 def cloud(
-    tmp_path_factory: pytest.TempPathFactory, nova_python: Path, rabbit_vhost: str
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    nova_python: Path,
+    rabbit_vhost: str,
 ) -> Iterator[Cloud]:
-    nova, drop = make_nova_databases(nova_python, rabbit_vhost, "hd_")
+    nova, drop = make_nova_databases(nova_python, rabbit_vhost, "hd_", request.param)
     try:
         numa = [
             {"id": 0, "cpuset": [0, 1, 2, 3], "pcpuset": [], "memory": 8192, "siblings": []},

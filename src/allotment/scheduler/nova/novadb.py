@@ -83,6 +83,19 @@ services = sa.Table(
     sa.Column("version", sa.Integer),
     sa.Column("deleted", sa.Integer),
 )
+
+
+class IPAddressText(sa.types.TypeDecorator[str]):
+    """Nova's ``IPAddress`` column read as its text: ``INET`` on PostgreSQL (which the
+    driver answers as an ``ipaddress`` object), ``VARCHAR(39)`` on MySQL/MariaDB."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> str | None:
+        return None if value is None else str(value)
+
+
 # The compute node columns the scheduler's host state is made of.
 NODE_COLUMNS = (
     "uuid",
@@ -111,6 +124,7 @@ NODE_COLUMNS = (
     "disk_allocation_ratio",
 )
 _NODE_TYPES: dict[str, Any] = {
+    "host_ip": IPAddressText,
     "hypervisor_version": sa.Integer,
     "vcpus": sa.Integer,
     "vcpus_used": sa.Integer,
