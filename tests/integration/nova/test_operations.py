@@ -389,3 +389,99 @@ def wait_for_instances(cloud: Cloud, counts: dict[str, int]) -> None:
             assert all(found.get(h) == n for h, n in counts.items()), found
             return
         time.sleep(0.1)
+
+
+def forced(
+    cloud: Cloud, instance: str, source: str, dest: str, migration: str | None = None
+) -> dict[str, Any]:
+    """Conductor's claim for a forced host (the scheduler bypassed): Nova's own
+    ``claim_resources_on_destination``, for a live migration after it moved the source
+    allocations to ``migration``, for an evacuation with them still on the instance."""
+    call: dict[str, Any] = {
+        "method": "claim_resources_on_destination",
+        "context": context(),
+        "instance": {
+            "uuid": instance,
+            "project_id": "p1",
+            "user_id": "u1",
+            "host": source,
+            "node": source,
+        },
+        "source": {"uuid": node(cloud, source), "host": source},
+        "dest": {"uuid": node(cloud, dest), "host": dest},
+    }
+    if migration:
+        call["migration"] = migration
+    return call
+
+
+def test_a_forced_evacuation_claims_as_conductor_does_like_a_scheduled_one(cloud: Cloud) -> None:
+    """``evacuate --force``: conductor copies the source allocations to the forced host
+    with Nova's ``claim_resources_on_destination`` under the consumer generation it read;
+    the instance holds both hosts, as after an evacuation the scheduler claimed. A forced
+    host without room is Nova's NoValidHost, and the instance keeps only its source."""
+    scheduled, forced_one, refused = (str(uuid.uuid4()) for _ in range(3))
+    filler = str(uuid.uuid4())
+    answers = cloud.rpc(
+        boot_on("h1", scheduled),
+        boot_on("h1", forced_one),
+        boot_on("h1", refused),
+        boot_on("h3", filler, vcpus=8),
+        select(
+            spec(
+                instance_uuid=scheduled,
+                ignore_hosts=["h1"],
+                requested_destination=destination(host="h2"),
+            ),
+            scheduled,
+        ),
+        forced(cloud, forced_one, "h1", "h2"),
+        forced(cloud, refused, "h1", "h3"),
+    )
+    assert [(i, a["error"]["message"]) for i, a in enumerate(answers[:6]) if "error" in a] == []
+    assert chosen(answers[4])["service_host"] == "h2"
+    both = {node(cloud, "h1"): resources(), node(cloud, "h2"): resources()}
+    assert held(cloud, scheduled) == both == held(cloud, forced_one)
+    for consumer in (scheduled, forced_one):
+        body = cloud.fleet.call("GET", f"/allocations/{consumer}", expect=200).json()
+        assert (body["project_id"], body["user_id"]) == ("p1", "u1")
+    error = answers[6]["error"]
+    assert "NoValidHost" in error["nova_class"], error
+    assert "not enough capacity" in error["message"]
+    assert held(cloud, refused) == {node(cloud, "h1"): resources()}
+    # Two instances on h2 now, nothing of the refused one on h3.
+    assert cloud.fleet.usages("h2") == {k: 2 * v for k, v in resources().items()}
+    assert cloud.fleet.usages("h3") == resources(8)
+
+
+def test_a_forced_live_migration_claims_as_conductor_does_like_a_scheduled_one(
+    cloud: Cloud,
+) -> None:
+    """``live-migration --force``: conductor moves the source allocations to the migration
+    record (Nova's ``replace_allocation_with_migration``), then claims the forced host for
+    the instance as a new consumer; the same shape as a live migration to a requested
+    destination through the scheduler."""
+    scheduled, forced_one = str(uuid.uuid4()), str(uuid.uuid4())
+    scheduled_mig, forced_mig = str(uuid.uuid4()), str(uuid.uuid4())
+    answers = cloud.rpc(
+        boot_on("h1", scheduled),
+        boot_on("h1", forced_one),
+        move_allocations(scheduled, scheduled_mig),
+        select(
+            spec(
+                instance_uuid=scheduled,
+                ignore_hosts=["h1"],
+                requested_destination=destination(host="h3", cell=cell()),
+            ),
+            scheduled,
+        ),
+        forced(cloud, forced_one, "h1", "h3", migration=forced_mig),
+    )
+    assert [(i, a["error"]["message"]) for i, a in enumerate(answers) if "error" in a] == []
+    assert chosen(answers[3])["service_host"] == "h3"
+    # Nova's own read of what the migration record took over: the source allocations.
+    taken_over = {rp: a["resources"] for rp, a in answers[4]["result"].items()}
+    assert taken_over == {node(cloud, "h1"): resources()}
+    for instance, migration in ((scheduled, scheduled_mig), (forced_one, forced_mig)):
+        assert held(cloud, instance) == {node(cloud, "h3"): resources()}
+        assert held(cloud, migration) == {node(cloud, "h1"): resources()}

@@ -12,7 +12,11 @@ conductor does before a resize or migration; ``select_destinations`` with
 ``fill_provider_mapping``: also Nova's ``fill_provider_mapping`` on the first Selection,
 answered as ``{"selections", "provider_uuids": {requester_id: [...]}}``;
 ``delete_allocations`` with ``instance_uuids``: Nova's report client deleting each
-instance's allocations, as conductor does when a build is given up). Writes
+instance's allocations, as conductor does when a build is given up;
+``claim_resources_on_destination``: a forced host, as conductor claims it with the
+scheduler bypassed, ``{"instance": {uuid, project_id, user_id, host, node}, "source":
+{uuid, host}, "dest": {uuid, host}}``, plus ``"migration": uuid`` for a live migration,
+whose source allocations conductor first moves to the migration record). Writes
 one JSON list: per call ``{"result": ...}`` (Selections read back as JSON) or
 ``{"error": {"class", "module", "message"}}``.
 """
@@ -21,8 +25,10 @@ import json
 import os
 import sys
 import tempfile
+from unittest import mock
 
 from nova import config, context, exception, objects
+from nova.conductor.tasks import migrate
 from nova.scheduler import rpcapi, utils
 from nova.scheduler.client import report
 from novaobj import build, read
@@ -93,9 +99,34 @@ def call(api, item):
             json.loads(item["allocation_request"]),
             allocation_request_version=item["allocation_request_version"],
         )
+    if method == "claim_resources_on_destination":
+        return forced_claim(ctxt, item)
     arguments = {k: build(v) for k, v in item.items() if k not in ("method", "context")}
     getattr(api, method)(ctxt, **arguments)
     return None
+
+
+def forced_claim(ctxt, item):
+    """What conductor does for ``evacuate --force`` (``_allocate_for_evacuate_dest_host``)
+    and a forced live migration (``LiveMigrationTask._execute``): Nova's own
+    ``claim_resources_on_destination``, after Nova's own
+    ``replace_allocation_with_migration`` for a live migration. The compute nodes are
+    conductor's database reads; there is no Nova database here, so they are the nodes the
+    test names. Answers the allocations the migration record took over (live migration)."""
+    client = report.report_client_singleton()
+    instance = objects.Instance(ctxt, **item["instance"])
+    source = objects.ComputeNode(ctxt, **item["source"])
+    dest = objects.ComputeNode(ctxt, **item["dest"])
+    if "migration" not in item:
+        utils.claim_resources_on_destination(ctxt, client, instance, source, dest)
+        return None
+    migration = objects.Migration(ctxt, uuid=item["migration"])
+    with mock.patch.object(objects.ComputeNode, "get_by_host_and_nodename", return_value=source):
+        _, held = migrate.replace_allocation_with_migration(ctxt, instance, migration)
+    utils.claim_resources_on_destination(
+        ctxt, client, instance, source, dest, source_allocations=held, consumer_generation=None
+    )
+    return held
 
 
 def answer(api, item):
