@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.fleet import SCHEDULER
-from tests.integration.nova.conftest import CELL, Cloud, context, selections, spec
+from tests.integration.nova.conftest import CELL, Cloud, context, flavor, selections, spec
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
 
@@ -364,3 +364,105 @@ def test_many_calls_in_a_row_are_each_answered_promptly(cloud: Cloud) -> None:
     for instance, answer in zip(instances, answers, strict=True):
         ((chosen, *_),) = selections(answer)
         assert list(cloud.fleet.allocations(instance)) == [chosen["compute_node_uuid"]]
+
+
+def _boot(instances: list[str], alternates: bool, **fields: Any) -> dict[str, Any]:
+    return {
+        "method": "select_destinations",
+        "context": context(),
+        "spec": spec(num_instances=len(instances), **fields),
+        "instance_uuids": instances,
+        "return_objects": True,
+        "return_alternates": alternates,
+    }
+
+
+def _nothing_held(cloud: Cloud, instances: list[str]) -> None:
+    assert {i: cloud.fleet.allocations(i) for i in instances} == {i: {} for i in instances}
+    for name in ("h1", "h2", "h3"):
+        assert cloud.fleet.usages(name) == {"VCPU": 0, "MEMORY_MB": 0, "DISK_GB": 0}
+
+
+@pytest.mark.parametrize("alternates", [False, True], ids=["plain", "alternates"])
+def test_a_multi_create_whose_last_instance_cannot_fit_claims_none(
+    cloud: Cloud, alternates: bool
+) -> None:
+    """Nova boots N instances in one call; when one cannot be placed the answer is
+    NoValidHost and none of the N holds an allocation: room for 3 of 4 whole-host
+    instances, and an anti-affinity group of 4 on 3 hosts."""
+    whole_host = [str(uuid.uuid4()) for _ in range(4)]
+    group = [str(uuid.uuid4()) for _ in range(4)]
+    anti_affinity = {
+        "$obj": "InstanceGroup",
+        "uuid": str(uuid.uuid4()),
+        "policy": "anti-affinity",
+        "members": group,
+        "hosts": [],
+    }
+    too_big, too_spread = cloud.rpc(
+        _boot(whole_host, alternates, flavor=flavor(vcpus=8)),
+        _boot(group, alternates, instance_group=anti_affinity),
+    )
+    for answer in (too_big, too_spread):
+        error = answer["error"]
+        assert "NoValidHost" in error["nova_class"], error
+    assert "VCPU" in too_big["error"]["message"]
+    assert "anti-affinity" in too_spread["error"]["message"].lower()
+    _nothing_held(cloud, whole_host + group)
+    # The same hosts take 3 of either at once: only the one too many failed them.
+    placed = cloud.rpc(
+        _boot(whole_host[:3], alternates, flavor=flavor(vcpus=8)),
+    )
+    assert len(selections(placed[0])) == 3
+
+
+def _consumer(cloud: Cloud, consumer: str) -> dict[str, Any]:
+    """What a consumer holds (not the providers' generations, which inventory moves)."""
+    body = cloud.fleet.call("GET", f"/allocations/{consumer}", expect=200).json()
+    body["allocations"] = {rp: a["resources"] for rp, a in body["allocations"].items()}
+    return dict(body)
+
+
+@pytest.mark.parametrize("alternates", [False, True], ids=["plain", "alternates"])
+def test_a_multi_create_whose_last_claim_fails_releases_the_claims_before_it(
+    cloud: Cloud, alternates: bool
+) -> None:
+    """A failure after claims were made: the last instance of the request already holds
+    allocations on h3 (as a moving instance does), and h3's VCPU ``max_unit`` was lowered
+    below them since, so the claim Nova's way (doubled up with what it holds, which
+    placement checks against ``max_unit`` again) fails on every host after the first two
+    instances were claimed. NoValidHost; those two claims are released, and the last
+    instance keeps exactly what it held."""
+    first, second, holder = (str(uuid.uuid4()) for _ in range(3))
+    h3 = cloud.fleet.hosts["h3"].uuid
+    (boot,) = cloud.rpc(
+        {
+            "method": "select_destinations",
+            "context": context(),
+            "spec": spec(
+                vcpus=8,
+                instance_uuid=holder,
+                requested_destination={"$obj": "Destination", "host": "h3"},
+            ),
+            "instance_uuids": [holder],
+            "return_objects": True,
+        }
+    )
+    assert selections(boot)[0][0]["service_host"] == "h3"
+    before = _consumer(cloud, holder)
+    inventory = cloud.fleet.call("GET", f"/resource_providers/{h3}/inventories", expect=200).json()
+    vcpu = {**inventory["inventories"]["VCPU"], "max_unit": 4}
+    cloud.fleet.call(
+        "PUT",
+        f"/resource_providers/{h3}/inventories/VCPU",
+        {"resource_provider_generation": inventory["resource_provider_generation"], **vcpu},
+        expect=200,
+    )
+    (answer,) = cloud.rpc(_boot([first, second, holder], alternates))
+    error = answer["error"]
+    assert "NoValidHost" in error["nova_class"], error
+    assert cloud.fleet.allocations(first) == {} == cloud.fleet.allocations(second)
+    assert _consumer(cloud, holder) == before
+    for name in ("h1", "h2"):
+        assert cloud.fleet.usages(name) == {"VCPU": 0, "MEMORY_MB": 0, "DISK_GB": 0}
+    assert "released the claims of 2 instance(s)" in cloud.log()
