@@ -423,6 +423,30 @@ def test_owner_nova_is_required_once_every_compute_is_at_version_73(cloud: Cloud
         set_traits(cloud.http, c1h3, ["OWNER_NOVA"])
 
 
+def test_heartbeats_are_read_as_nova_writes_them(cloud: Cloud) -> None:
+    """``last_seen_up`` as Nova's db servicegroup driver writes it (naive UTC; DATETIME on
+    MariaDB, TIMESTAMP on PostgreSQL) is the heartbeat: a state report makes it fresh, and
+    a compute whose last report is two hours old (past ``service_down_time``, an hour
+    here) is down."""
+    seen = cloud.wait_for(lambda seen: len(seen) == 5)
+    before = seen["c1h3"]["seconds_since_heartbeat"]
+    cloud.nova.request({"do": "service", "cell": "cell1", "host": "c1h3", "report": True})
+    seen = cloud.wait_for(lambda seen: seen["c1h3"]["seconds_since_heartbeat"] < before - 1)
+    assert 0 <= seen["c1h3"]["seconds_since_heartbeat"] < SETTLE and seen["c1h3"]["up"]
+    stale = node("c1h9")
+    cloud.nova.request(
+        {"do": "host", "cell": "cell1", "host": "c1h9", "nodes": [stale], "last_seen_up_ago": 7200}
+    )
+    try:
+        seen = cloud.wait_for(lambda seen: "c1h9" in seen)
+        assert not seen["c1h9"]["up"]
+        assert 7200 <= seen["c1h9"]["seconds_since_heartbeat"] < 7200 + 600
+        assert all(seen[h]["up"] for h in cloud.hosts)
+    finally:
+        cloud.nova.request({"do": "delete_node", "cell": "cell1", "uuid": stale["uuid"]})
+        cloud.wait_for(lambda seen: "c1h9" not in seen)
+
+
 def test_aggregate_changes_and_deleted_nodes_follow_nova(cloud: Cloud) -> None:
     cloud.wait_for(lambda seen: len(seen) == 5)
     cloud.nova.request(

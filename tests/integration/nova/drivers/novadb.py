@@ -10,8 +10,9 @@ Reads one JSON object on stdin: ``{"api", "cell0", "cells": {name: url},
 - ``{"do": "host", "cell", "host", "nodes": [{uuid, hypervisor_hostname, vcpus,
   memory_mb, local_gb, numa: [{id, cpuset, pcpuset, memory, siblings, memory_usage,
   physnets, tunneled, socket}], pci: [pools],
-  stats, metrics, cpu_info}], "map": true}``: a nova-compute service and its compute
-  nodes (and the host mapping);
+  stats, metrics, cpu_info}], "map": true, "last_seen_up_ago"}``: a nova-compute service
+  (its last state report that many seconds old, if given) and its compute nodes (and the
+  host mapping);
 - ``{"do": "aggregate", "name", "hosts", "metadata"}``: answers its uuid;
 - ``{"do": "instance", "cell", "host", "node", "uuid", "project_id", "user_id"}``;
 - ``{"do": "service", "cell", "host", "disabled", "disabled_reason", "forced_down",
@@ -132,6 +133,9 @@ def host(step):
             cctxt, host=step["host"], binary="nova-compute", topic="compute", report_count=1
         )
         service.create()
+        if "last_seen_up_ago" in step:
+            # Before its nodes exist, so no reader ever sees the service fresh.
+            age(cctxt, service.id, step["last_seen_up_ago"])
         for node in step["nodes"]:
             compute = objects.ComputeNode(
                 cctxt,
@@ -184,16 +188,21 @@ def service(step):
             found.report_count += 1  # a state report: last_seen_up becomes now
         found.save()
         if "last_seen_up_ago" in step:
-            # What a compute that stopped reporting leaves behind: an old heartbeat.
-            from nova.db.main import api as db
-
-            when = datetime.datetime.utcnow() - datetime.timedelta(seconds=step["last_seen_up_ago"])
-            db.service_update(cctxt, found.id, {"last_seen_up": when})
+            age(cctxt, found.id, step["last_seen_up_ago"])
         if "version" in step:
             from nova.db.main import api as db
 
             db.service_update(cctxt, found.id, {"version": step["version"]})
         return found.id
+
+
+def age(cctxt, service_id, seconds):
+    """What a compute that stopped reporting leaves behind: an old heartbeat (naive UTC,
+    as Nova's db servicegroup driver writes it)."""
+    from nova.db.main import api as db
+
+    when = datetime.datetime.utcnow() - datetime.timedelta(seconds=seconds)
+    db.service_update(cctxt, service_id, {"last_seen_up": when})
 
 
 def aggregate(step):
