@@ -10,8 +10,10 @@ batch is answered, the oldest of them leads the next batch, which takes the whol
 - identical placement queries (same canonical ``ResourceRequest``) are asked once;
 - requests are decided in arrival order, each against a ledger that holds what the earlier
   ones took and a cycle that has consumed their instances (free resources, instance and
-  I/O counts, NUMA and PCI, server-group members), so the answer is the one the request
-  would have had alone after them, and a server group's anti-affinity holds across it;
+  I/O counts, NUMA and PCI, server-group members) and no longer holds the hosts they
+  filled (so those do not count in the weighers' normalization), so the answer is the one
+  the request would have had alone after them, and a server group's anti-affinity holds
+  across it;
 - a request that cannot place every instance gets its NoValidHost and takes nothing, so
   later requests may use what its other instances were offered;
 - 1-instance calls with the same spec are decided as the instances of one request (one
@@ -35,7 +37,14 @@ from allotment import log
 from allotment.context import RequestContext
 from allotment.scheduler.cycle.driver import PreparedRequest
 from allotment.scheduler.cycle.ranking import HostChoice
-from allotment.scheduler.decision import Alternates, AskPlacement, Decision, Pick, Selection
+from allotment.scheduler.decision import (
+    STAGE_CAPACITY,
+    Alternates,
+    AskPlacement,
+    Decision,
+    Pick,
+    Selection,
+)
 from allotment.scheduler.pipeline import Pipeline
 from allotment.scheduler.placement import (
     Claim,
@@ -347,8 +356,18 @@ class _Batch:
         decision = self.manager._start(
             item.ctx, item.prepared, item.snapshot, uuids, ask=self.ask, taken=self.taken
         )
+        cycle = decision.cycle
         for other, node, instance in self.placed:
-            decision.cycle.consume_other(node, other, instance)
+            cycle.consume_other(node, other, instance)
+        # Alone after the earlier calls, this one's candidates would not hold the hosts
+        # they filled: out before weighing, so they do not stretch the weighers'
+        # normalization either. Only the hosts the batch placed on can have filled.
+        touched = cycle.positions_of_nodes(sorted({node for _, node, _ in self.placed}))
+        ledger = decision.ledger
+        hosts = {int(p): int(cycle.candidate_index[p]) for p in touched}
+        full = [p for p, host in hosts.items() if ledger.fitting(host) is None]
+        if full:
+            cycle.drop(full, STAGE_CAPACITY, why=[ledger.short_of(hosts[p]) for p in full])
         return decision
 
     def _keep(self, item: Pending, decision: Decision) -> None:

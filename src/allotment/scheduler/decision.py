@@ -20,6 +20,10 @@ from allotment.scheduler.placement import (
 )
 from allotment.scheduler.resource_request import ResourceRequest
 
+# Funnel stages of hosts taken out while placing a request's instances (or a batch's).
+STAGE_CAPACITY = "placement_capacity"
+STAGE_CLAIM = "claim_conflict"
+
 
 @dataclass(frozen=True, slots=True)
 class Selection:

@@ -46,6 +46,8 @@ from allotment.scheduler.coalesce import Coalescer, Pending
 from allotment.scheduler.cycle.driver import Cycle, PreparedRequest
 from allotment.scheduler.cycle.ranking import HostChoice
 from allotment.scheduler.decision import (
+    STAGE_CAPACITY,
+    STAGE_CLAIM,
     Alternates,
     AskPlacement,
     Decision,
@@ -73,9 +75,6 @@ from allotment.scheduler.snapshot import HostSnapshot
 
 LOG = logging.getLogger(__name__)
 MAX_INSTANCES = 1000
-# Funnel stages of hosts taken out while placing a request's instances.
-STAGE_CAPACITY = "placement_capacity"
-STAGE_CLAIM = "claim_conflict"
 # Ranked hosts ``explain`` lists unless asked for another number.
 EXPLAIN_HOSTS = 50
 # Times a move's doubled-up claim is retried when the consumer changed meanwhile.

@@ -3,13 +3,11 @@ inside a batch (``batch_window_s = 0``) the coalesced batches decide what the ca
 one after the other, so every instance lands on the same host with the same allocations,
 checkpoint by checkpoint.
 
-Where they may differ, and why this test turns the weighers off:
+Where they may differ, and why the I/O ops weigher is off:
 - a batch asks each distinct placement query once, before its calls claim; a host an
-  earlier call of the batch filled stays among a later call's hosts and is passed over at
-  its pick ("placement_capacity"), where one call after the other would not have been
-  offered it ("placement"). So the stage a refusal is counted under may differ;
-- weighers normalize over the hosts of the call, and that full host still counts there,
-  so with weighers on a later call of the batch may rank (and pick) differently;
+  earlier call of the batch filled is taken out of a later call's hosts before weighing
+  ("placement_capacity"), where one call after the other would not have been offered it
+  ("placement"). So the stage a refusal is counted under may differ, not the pick;
 - a batch counts the earlier calls' instances in each host's I/O ops (as Nova's shared
   host states do) and the IoOpsWeigher (multiplier -1.0) sees them; one call after the
   other reads I/O ops from the host reports, which the replay does not send again;
@@ -20,6 +18,8 @@ Where they may differ, and why this test turns the weighers off:
 from __future__ import annotations
 
 from typing import Any
+
+import pytest
 
 from allotment.sim.engine import Simulation
 from allotment.sim.scenario import Scenario, parse_scenario
@@ -43,24 +43,29 @@ def replay(scenario: Scenario) -> tuple[list[Placements], dict[str, Any]]:
     return seen, result.totals
 
 
-def variant(coalesce: bool, **workload: Any) -> Scenario:
+def variant(coalesce: bool, weighers: dict[str, Any], **workload: Any) -> Scenario:
     data = scenario_data(**workload)
     data["batch_window_s"] = 0
     data["policy"] = [
-        {
-            "name": "p",
-            "scheduler": {"coalesce": coalesce},
-            "filter_scheduler": {"weight_classes": []},
-        }
+        {"name": "p", "scheduler": {"coalesce": coalesce}, "filter_scheduler": weighers}
     ]
     return parse_scenario(data)
 
 
-def test_batches_place_what_one_call_after_the_other_places() -> None:
+@pytest.mark.parametrize(
+    "weighers",
+    [
+        pytest.param({"weight_classes": []}, id="no-weighers"),
+        # Every default weigher but I/O ops (see above): the normalization of a later call
+        # of a batch must not count the hosts the earlier calls filled.
+        pytest.param({"io_ops_weight_multiplier": 0.0}, id="weighers"),
+    ],
+)
+def test_batches_place_what_one_call_after_the_other_places(weighers: dict[str, Any]) -> None:
     # Lifetimes long against the arrival gaps, so that batches of several calls form.
     workload = {"requests": 150, "lifetime": {"distribution": "exponential", "mean_h": 200}}
-    one_by_one, alone = replay(variant(False, **workload))
-    batched, together = replay(variant(True, **workload))
+    one_by_one, alone = replay(variant(False, weighers, **workload))
+    batched, together = replay(variant(True, weighers, **workload))
     assert alone["batches"] == alone["requests"] == 150
     assert together["batches"] < together["requests"] / 2, together
     assert batched == one_by_one
