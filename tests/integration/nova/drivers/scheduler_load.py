@@ -7,7 +7,8 @@ Reads one JSON object on stdin: ``{"transport_url", "rpc_response_timeout" (opti
 "callers", "calls" (in all, split between the callers), "warmup" (unmeasured calls per
 caller, default 1), "flavor" and "image" (as ``novaobj`` builds them), "return_alternates",
 "context"}``; each call's RequestSpec is made by ``RequestSpec.from_components`` as nova-api
-makes a boot's. The callers start together once each has made its warm-up calls. Writes one
+makes a boot's, all of a caller's before the start. The callers start together once each has
+made its warm-up calls. Writes one
 JSON object: ``{"calls": [{"seconds", "nova_serializer_seconds", "host", "alternates",
 "error"}...], "wall"}`` with ``wall`` the seconds from the common start to the last answer
 and ``nova_serializer_seconds`` the part of a call's time spent in Nova's own serializer on
@@ -115,11 +116,13 @@ def timed(request, calls, barrier, results):
     api.client.serializer = TimedSerializer(api.client.serializer)
     for _ in range(request.get("warmup", 1)):
         one_call(api, request, boot_spec(request))
+    # nova-api made each RequestSpec before conductor sends it: made before the start, so
+    # the measured callers spend their CPU on the calls, not on building objects.
+    specs = [boot_spec(request) for _ in range(calls)]
     barrier.wait(timeout=600)
     started = time.monotonic()
     made = []
-    for _ in range(calls):
-        spec = boot_spec(request)
+    for spec in specs:
         begin = time.perf_counter()
         try:
             seconds, serializer, host, alternates = one_call(api, request, spec)
