@@ -7,7 +7,6 @@ database server, as Nova supports both."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,7 +20,8 @@ import sqlalchemy as sa
 
 from tests.conftest import IN_CI, SERVER_URLS, LiveServer, _reachable, drop_server_database
 from tests.fleet import HEADERS, SCHEDULER, flavor, request_spec
-from tests.integration.nova.conftest import RABBIT, NovaDriver, _rabbitmqctl, _unavailable
+from tests.integration.nova.conftest import NovaDriver
+from tests.integration.nova.conftest import rabbit_vhost as new_vhost
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
 
@@ -108,16 +108,8 @@ def make_nova_databases(
 @pytest.fixture(scope="module")
 def rabbit_vhost() -> Iterator[str]:
     """A transport URL in a vhost of this module's own."""
-    vhost = f"hd-novadb-{uuid.uuid4().hex[:10]}"
-    try:
-        _rabbitmqctl("add_vhost", vhost)
-        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        _unavailable(f"RabbitMQ at {RABBIT} cannot make a vhost: {exc}")
-    try:
-        yield f"rabbit://guest:guest@{RABBIT}/{vhost}"
-    finally:
-        _rabbitmqctl("delete_vhost", vhost)
+    with new_vhost("hd-novadb-") as url:
+        yield url
 
 
 def node(name: str, **extra: Any) -> dict[str, Any]:

@@ -8,7 +8,6 @@ relative to its free NUMA cell, so only honouring those rules picks the expected
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +18,8 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer
-from tests.integration.nova.conftest import RABBIT, NovaDriver, _rabbitmqctl, _unavailable
+from tests.integration.nova.conftest import NovaDriver
+from tests.integration.nova.conftest import rabbit_vhost as new_vhost
 from tests.integration.nova.test_novadb import (
     RESYNC,
     Cloud,
@@ -153,16 +153,9 @@ def devices(policy: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def rabbit_vhost() -> Iterator[str]:
-    vhost = f"hm-numa-{uuid.uuid4().hex[:10]}"
-    try:
-        _rabbitmqctl("add_vhost", vhost)
-        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        _unavailable(f"RabbitMQ at {RABBIT} cannot make a vhost: {exc}")
-    try:
-        yield f"rabbit://guest:guest@{RABBIT}/{vhost}"
-    finally:
-        _rabbitmqctl("delete_vhost", vhost)
+    """A transport URL in a vhost of this module's own."""
+    with new_vhost("hm-numa-") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

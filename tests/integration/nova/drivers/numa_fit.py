@@ -20,29 +20,7 @@ import sys
 from nova import objects
 from nova.pci import stats
 from nova.virt import hardware
-
-
-def host_topology(cells):
-    return objects.NUMATopology(
-        cells=[
-            objects.NUMACell(
-                id=c["id"],
-                cpuset=set(c["cpuset"]),
-                pcpuset=set(c.get("pcpuset", [])),
-                memory=c["memory"],
-                cpu_usage=c.get("cpu_usage", 0),
-                memory_usage=c.get("memory_usage", 0),
-                pinned_cpus=set(c.get("pinned_cpus", [])),
-                siblings=[set(s) for s in c.get("siblings", [])],
-                mempages=[],
-                network_metadata=objects.NetworkMetadata(
-                    physnets=set(c.get("physnets", [])), tunneled=c.get("tunneled", False)
-                ),
-                socket=c.get("socket"),
-            )
-            for c in cells
-        ]
-    )
+from novadb import numa as host_topology
 
 
 def instance_topology(case):
